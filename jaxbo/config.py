@@ -1,0 +1,162 @@
+"""Run configuration: one frozen, typed pytree, validated in Python before any tracing.
+
+Fields that fix array shapes (sizes, step counts, modes) are static pytree metadata; the fields a sweep varies
+(``d``, ``signal_norm``, ``rho``, ``sigma``, ``noise_rate``, ``lr``) are pytree leaves, so one compiled
+program serves every value of them and ``vmap`` can batch them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+from typing import Any
+
+import jax
+
+LAYOUTS = {(1, 1, 1): "current code", (2, 2, 2): "earlier variant"}
+FLIPS = ("balanced", "random")
+ATTENTION = ("identity", "fixed", "trained")
+GRADIENTS = ("analytic", "autodiff")
+
+#: Config fields that are traced leaves (sweepable); every other field fixes a shape or a code path.
+SWEEPABLE = ("d", "signal_norm", "rho", "sigma", "noise_rate", "lr")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Settings of one run, defaults as in the authors' code (paper §5, spec §3).
+
+    Attributes:
+      n_train: number of training samples n; the first ``n_train // 2`` have clean label +1.
+      T: tokens per sample.
+      d: embedding dimension (traced: a sweep may vary it).
+      signal_norm: ‖μ‖, the norm of both signal vectors μ₁ = ‖μ‖e₁ and μ₂ = ‖μ‖e₂.
+      rho: ρ ∈ (0, 1), strength of the weakly-relevant tokens.
+      sigma: σ > 0, standard deviation of the per-coordinate token noise.
+      noise_rate: η ∈ [0, ½), fraction of training labels flipped.
+      n_test: number of clean test samples.
+      lr: gradient-descent step size η_lr.
+      steps: number of full-batch gradient steps.
+      log_every: metrics are recorded after every ``log_every`` steps; must divide ``steps``.
+      layout: (|R|, |W⁺|, |W⁻|): relevant, weakly-relevant aligned and weakly-relevant opposite tokens, placed
+        first in that order; the remaining tokens are irrelevant.
+      flips: ``"balanced"``: ⌈ηn⌉ flips requested, ⌊⌈ηn⌉/2⌋ taken from each class (the authors' rule), or
+        ``"random"``: each training label flipped independently with probability η.
+      attention: ``"identity"`` (W = I, only p trained: the paper's analysis), ``"fixed"`` (a seeded random W,
+        uniform in ±1/√d, kept fixed) or ``"trained"`` (W and p trained, as the authors' final code).
+      gradient: ``"analytic"`` (the closed form of spec §4, the paper's object) or ``"autodiff"`` (jax.grad).
+    """
+
+    n_train: int = 20
+    T: int = 8
+    d: int = 2000
+    signal_norm: float = 20.0
+    rho: float = 0.1
+    sigma: float = 1.0
+    noise_rate: float = 0.2
+    n_test: int = 1000
+    lr: float = 5e-3
+    steps: int = 1000
+    log_every: int = 10
+    layout: tuple[int, int, int] = (1, 1, 1)
+    flips: str = "balanced"
+    attention: str = "identity"
+    gradient: str = "analytic"
+
+    @property
+    def n_logs(self) -> int:
+        """Number of recorded metric rows, ``steps // log_every``."""
+        return self.steps // self.log_every
+
+    def replace(self, **changes: Any) -> Config:
+        """A copy with ``changes`` applied (unknown names raise ``TypeError``)."""
+        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
+        if unknown:
+            raise TypeError(f"Config has no field(s) {unknown}; fields are {field_names()}")
+        return dataclasses.replace(self, **changes)
+
+    def validate(self) -> Config:
+        """Check every field; raise ``TypeError``/``ValueError`` naming field, value and allowed range.
+
+        Returns ``self`` so calls chain. Only concrete (Python) values are checked: call it before tracing.
+        """
+        for name in ("n_train", "T", "d", "n_test", "steps", "log_every"):
+            _check_int(name, getattr(self, name), minimum=1)
+        _check_int("n_train", self.n_train, minimum=2, why="both classes need a sample")
+        _check_int("T", self.T, minimum=3, why="a sample needs a relevant and two weakly-relevant tokens")
+        _check_int("d", self.d, minimum=2, why="μ₁ ⟂ μ₂ need two coordinates")
+        _check_real("signal_norm", self.signal_norm, low=0.0, low_open=True)
+        _check_real("rho", self.rho, low=0.0, high=1.0, low_open=True, high_open=True)
+        _check_real("sigma", self.sigma, low=0.0, low_open=True)
+        _check_real("noise_rate", self.noise_rate, low=0.0, high=0.5, high_open=True)
+        _check_real("lr", self.lr, low=0.0, low_open=True)
+        if self.steps % self.log_every:
+            raise ValueError(
+                f"Config.steps = {self.steps} is not a multiple of Config.log_every = {self.log_every}: "
+                "steps must be k * log_every for an integer k >= 1"
+            )
+        layout = self.layout
+        if (
+            not isinstance(layout, tuple)
+            or len(layout) != 3
+            or not all(isinstance(c, int) and not isinstance(c, bool) for c in layout)
+        ):
+            raise TypeError(
+                f"Config.layout = {layout!r} must be a tuple of three ints (relevant, weak aligned, weak opposite)"
+            )
+        if layout[0] < 1 or min(layout) < 0:
+            raise ValueError(
+                f"Config.layout = {layout} is out of range: needs >= 1 relevant token and >= 0 weakly-relevant "
+                f"tokens of each kind (the authors use {sorted(LAYOUTS)})"
+            )
+        if sum(layout) > self.T:
+            raise ValueError(
+                f"Config.T = {self.T} is smaller than the layout {layout} needs: T must be >= {sum(layout)}"
+            )
+        for name, allowed in (("flips", FLIPS), ("attention", ATTENTION), ("gradient", GRADIENTS)):
+            value = getattr(self, name)
+            if value not in allowed:
+                raise ValueError(f"Config.{name} = {value!r} is unknown: allowed values are {allowed}")
+        return self
+
+
+def field_names() -> tuple[str, ...]:
+    """Names of all ``Config`` fields, in declaration order."""
+    return tuple(f.name for f in dataclasses.fields(Config))
+
+
+def _check_int(name: str, value: Any, *, minimum: int, why: str = "") -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"Config.{name} = {value!r} must be an int >= {minimum}, got {type(value).__name__}")
+    if value < minimum:
+        reason = f" ({why})" if why else ""
+        raise ValueError(f"Config.{name} = {value} is out of range: must be an int >= {minimum}{reason}")
+
+
+def _check_real(
+    name: str,
+    value: Any,
+    *,
+    low: float,
+    high: float = math.inf,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"Config.{name} = {value!r} must be a real number, got {type(value).__name__}")
+    interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open or math.isinf(high) else ']'}"
+    inside = (
+        math.isfinite(value)
+        and (value > low if low_open else value >= low)
+        and (value < high if high_open else value <= high)
+    )
+    if not inside:
+        raise ValueError(f"Config.{name} = {value!r} is out of range: must be a finite number in {interval}")
+
+
+jax.tree_util.register_dataclass(
+    Config,
+    data_fields=list(SWEEPABLE),
+    meta_fields=[name for name in field_names() if name not in SWEEPABLE],
+)

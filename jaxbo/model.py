@@ -1,0 +1,94 @@
+"""The one-layer softmax attention model f(X) = νᵀ Xᵀ softmax(X Wᵀ p) (spec §2)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+
+from jaxbo.config import Config
+
+#: Contractions run in full float32: TPUs and GPUs otherwise default to bf16/TF32 passes.
+PRECISION = jax.lax.Precision.HIGHEST
+
+
+@dataclasses.dataclass(frozen=True)
+class Params:
+    """Parameters of the attention model.
+
+    Attributes:
+      p: query p, (width,); trained, starts at 0.
+      nu: linear head ν, (width,); fixed.
+      W: key-query matrix W, (width, width), or ``None`` for W = I (the paper's analysis setting).
+    """
+
+    p: jax.Array
+    nu: jax.Array
+    W: jax.Array | None = None
+
+
+jax.tree_util.register_dataclass(Params, data_fields=["p", "nu", "W"], meta_fields=[])
+
+
+def head(config: Config, width: int) -> jax.Array:
+    """ν = (μ₁ − μ₂)/‖μ₁ − μ₂‖ · 1/‖μ‖, (width,): νᵀμ₁ = 1/√2 and νᵀμ₂ = −1/√2 (the authors' scale)."""
+    scale = 1.0 / (jnp.sqrt(2.0) * config.signal_norm)
+    return jnp.zeros(width, jnp.float32).at[0].set(scale).at[1].set(-scale)
+
+
+def random_weights(key: jax.Array, config: Config, width: int) -> jax.Array:
+    """W with entries uniform in ±1/√d (PyTorch's kaiming_uniform(a=√5), as the authors), (width, width).
+
+    Entry (i, j) comes from the stream ``fold_in(fold_in(key, i), j)`` and entries outside the leading d × d
+    block are 0, so W does not depend on the padded width.
+    """
+    bound = 1.0 / jnp.sqrt(jnp.asarray(config.d, jnp.float32))
+    index = jnp.arange(width)
+
+    def row(i):
+        row_key = jax.random.fold_in(key, i)
+        return jax.vmap(lambda j: jax.random.uniform(jax.random.fold_in(row_key, j), (), jnp.float32))(index)
+
+    uniform = jax.vmap(row)(index)
+    inside = (index[:, None] < config.d) & (index[None, :] < config.d)
+    return jnp.where(inside, bound * (2.0 * uniform - 1.0), 0.0)
+
+
+def init_params(key: jax.Array, config: Config, width: int | None = None) -> Params:
+    """p⁽⁰⁾ = 0, the fixed head ν and, unless ``config.attention == "identity"``, a random W."""
+    width = int(config.d) if width is None else width
+    W = None if config.attention == "identity" else random_weights(key, config, width)
+    return Params(p=jnp.zeros(width, jnp.float32), nu=head(config, width), W=W)
+
+
+def effective_query(params: Params) -> jax.Array:
+    """Wᵀp, (width,): formed once so the scores cost one matrix-vector product, never X @ W."""
+    if params.W is None:
+        return params.p
+    return jnp.matmul(params.W.T, params.p, precision=PRECISION)
+
+
+def token_scores(params: Params, X: jax.Array) -> jax.Array:
+    """γ_t = νᵀx_t, (n, T) for X: (n, T, width)."""
+    return jnp.einsum("ntd,d->nt", X, params.nu, precision=PRECISION)
+
+
+def attention_logits(params: Params, X: jax.Array) -> jax.Array:
+    """a_t = x_tᵀ Wᵀ p, (n, T) for X: (n, T, width)."""
+    return jnp.einsum("ntd,d->nt", X, effective_query(params), precision=PRECISION)
+
+
+def forward(params: Params, X: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Model output and attention.
+
+    Args:
+      params: model parameters.
+      X: tokens, (n, T, width).
+
+    Returns:
+      f: f(X) = Σ_t s_t γ_t, (n,).
+      attention: s = softmax(X Wᵀ p) over tokens, (n, T); rows sum to 1.
+    """
+    attention = jax.nn.softmax(attention_logits(params, X), axis=-1)
+    return jnp.sum(attention * token_scores(params, X), axis=-1), attention

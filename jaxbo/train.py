@@ -1,0 +1,248 @@
+"""One run: full-batch gradient descent on p from p = 0 (spec §3), metrics logged as scan outputs."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxbo import data as data_lib
+from jaxbo.config import Config
+from jaxbo.loss import autodiff_grad, grad_from_attention, logistic_loss, trainable, with_trainable
+from jaxbo.model import Params, attention_logits, init_params, token_scores
+from jaxbo.theory import role_attention, saturation, saturation_by_group
+
+
+@dataclasses.dataclass(frozen=True)
+class Metrics:
+    """Metrics of a model at one time; in a history every field gains a leading axis (n_logs,).
+
+    Accuracies count f = 0 as wrong. A *noisy* sample is fitted when the model predicts its flipped label ỹ.
+
+    Attributes:
+      train_accuracy: fraction of training samples with ỹ f > 0.
+      train_loss: empirical logistic loss L(p).
+      test_accuracy: fraction of (clean) test samples with y f > 0.
+      test_loss: logistic loss on the test set.
+      clean_accuracy: accuracy on the clean training samples 𝒞.
+      noisy_fit: fraction of noisy training samples 𝒩 fitted (ỹ f > 0); NaN when 𝒩 is empty.
+      attention_clean: mean attention mass per role over 𝒞, (4,) in ``data.ROLE_NAMES`` order.
+      attention_noisy: the same over 𝒩, (4,); NaN when 𝒩 is empty.
+      attention_test: the same over the test set, (4,).
+      p_norm: ‖p‖.
+      cos_mu1: cos(p, μ₁) (0 while p = 0).
+      cos_mu2: cos(p, μ₂) (0 while p = 0).
+      saturation_clean: Σ_{τ<t} Σ_{i∈𝒞, y_i=c} 𝔖⁽ⁱ⁾(τ), (2,) for classes c = +1, −1: cumulative 𝔖 over every
+        step so far, evaluated at the parameters each step started from.
+      saturation_noisy: the same over 𝒩, (2,).
+    """
+
+    train_accuracy: jax.Array
+    train_loss: jax.Array
+    test_accuracy: jax.Array
+    test_loss: jax.Array
+    clean_accuracy: jax.Array
+    noisy_fit: jax.Array
+    attention_clean: jax.Array
+    attention_noisy: jax.Array
+    attention_test: jax.Array
+    p_norm: jax.Array
+    cos_mu1: jax.Array
+    cos_mu2: jax.Array
+    saturation_clean: jax.Array
+    saturation_noisy: jax.Array
+
+
+jax.tree_util.register_dataclass(Metrics, data_fields=[f.name for f in dataclasses.fields(Metrics)], meta_fields=[])
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """Result of ``simulate``.
+
+    Attributes:
+      params: final parameters.
+      history: ``Metrics`` recorded after steps log_every, 2·log_every, …, steps; fields (n_logs, …).
+      final: ``Metrics`` after the last step (equals the last row of ``history``).
+      log_steps: (n_logs,) int32, the step count at each history row.
+      engine: ``"primal"`` (d-dimensional tokens) or ``"reduced"`` (exact 2 + nT representation).
+    """
+
+    params: Params
+    history: Metrics
+    final: Metrics
+    log_steps: jax.Array
+    engine: str = "primal"
+
+
+jax.tree_util.register_dataclass(Run, data_fields=["params", "history", "final", "log_steps"], meta_fields=["engine"])
+
+
+def _masked_mean(values: jax.Array, mask: jax.Array) -> jax.Array:
+    """Mean of ``values`` (n, …) over rows where ``mask`` (n,) holds; NaN when none does."""
+    mask = mask.reshape(mask.shape + (1,) * (values.ndim - 1))
+    return jnp.sum(jnp.where(mask, values, 0.0), axis=0) / jnp.sum(mask, axis=0)
+
+
+def _accuracy_and_loss(f: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.Array]:
+    margins = labels * f
+    return jnp.mean(margins > 0), jnp.mean(logistic_loss(margins))
+
+
+def _evaluate(params: Params, train, train_gamma, test, test_gamma, saturation_sums) -> Metrics:
+    """Metrics of ``params`` on the training set and test set (each with its precomputed γ = Xν)."""
+    s_train = jax.nn.softmax(attention_logits(params, train.tokens), axis=-1)
+    f_train = jnp.sum(s_train * train_gamma, axis=-1)
+    s_test = jax.nn.softmax(attention_logits(params, test.tokens), axis=-1)
+    f_test = jnp.sum(s_test * test_gamma, axis=-1)
+    train_accuracy, train_loss = _accuracy_and_loss(f_train, train.labels)
+    test_accuracy, test_loss = _accuracy_and_loss(f_test, test.labels)
+    fitted = train.labels * f_train > 0
+    roles_train = role_attention(s_train, train.roles)
+    p_norm = jnp.linalg.norm(params.p)
+    safe_norm = jnp.where(p_norm > 0, p_norm, 1.0)
+    return Metrics(
+        train_accuracy=train_accuracy,
+        train_loss=train_loss,
+        test_accuracy=test_accuracy,
+        test_loss=test_loss,
+        clean_accuracy=_masked_mean(fitted, ~train.noisy_mask),
+        noisy_fit=_masked_mean(fitted, train.noisy_mask),
+        attention_clean=_masked_mean(roles_train, ~train.noisy_mask),
+        attention_noisy=_masked_mean(roles_train, train.noisy_mask),
+        attention_test=jnp.mean(role_attention(s_test, test.roles), axis=0),
+        p_norm=p_norm,
+        cos_mu1=params.p[0] / safe_norm,
+        cos_mu2=params.p[1] / safe_norm,
+        saturation_clean=saturation_sums[:, 0],
+        saturation_noisy=saturation_sums[:, 1],
+    )
+
+
+def default_optimizer(config: Config) -> optax.GradientTransformation:
+    """Plain gradient descent with step size ``config.lr`` (the paper's algorithm)."""
+    return optax.sgd(config.lr)
+
+
+def train(
+    config: Config,
+    params: Params,
+    train_set: data_lib.Dataset,
+    test_set: data_lib.Dataset,
+    *,
+    optimizer: optax.GradientTransformation | None = None,
+    log_history: bool = True,
+) -> tuple[Params, Metrics | None, Metrics]:
+    """Gradient descent from ``params`` on ``train_set``; pure and jit-able (config's shape fields static).
+
+    Steps run in a ``lax.scan`` of ``config.log_every`` steps nested in a scan over ``config.n_logs`` blocks,
+    so metrics are scan outputs and nothing syncs with the host inside the loop.
+
+    Args:
+      config: run configuration (``config.gradient`` picks the analytic or autodiff gradient).
+      params: initial parameters (p = 0 in the paper).
+      train_set: training data, tokens (n_train, T, width).
+      test_set: test data, tokens (n_test, T, width).
+      optimizer: any optax transformation; default ``optax.sgd(config.lr)``.
+      log_history: record metrics after every block; if False only the final metrics are computed (the test
+        set is then evaluated once, which is what a sweep needs).
+
+    Returns:
+      (final params, history or None, final metrics).
+    """
+    optimizer = default_optimizer(config) if optimizer is None else optimizer
+    train_weights = config.attention == "trained"
+    tokens, labels = train_set.tokens, train_set.labels
+    # ν is fixed, so γ = Xν is computed once per data set instead of once per step.
+    train_gamma = token_scores(params, tokens)
+    test_gamma = token_scores(params, test_set.tokens)
+
+    def step(carry, _):
+        values, opt_state, saturation_sums = carry
+        current = with_trainable(params, values)
+        attention = jax.nn.softmax(attention_logits(current, tokens), axis=-1)
+        saturation_sums = saturation_sums + saturation_by_group(
+            saturation(attention, train_set.roles), train_set.clean_labels, train_set.noisy_mask
+        )
+        if config.gradient == "analytic":
+            grads = grad_from_attention(current, tokens, labels, attention, train_gamma, train_weights)
+        else:
+            grads = autodiff_grad(current, tokens, labels, train_weights)
+        updates, opt_state = optimizer.update(grads, opt_state, values)
+        return (optax.apply_updates(values, updates), opt_state, saturation_sums), None
+
+    def block(carry, _):
+        carry, _ = jax.lax.scan(step, carry, length=config.log_every)
+        if not log_history:
+            return carry, None
+        values, _, saturation_sums = carry
+        metrics = _evaluate(
+            with_trainable(params, values), train_set, train_gamma, test_set, test_gamma, saturation_sums
+        )
+        return carry, metrics
+
+    values = trainable(params, train_weights)
+    carry = (values, optimizer.init(values), jnp.zeros((2, 2), jnp.float32))
+    (values, _, saturation_sums), history = jax.lax.scan(block, carry, length=config.n_logs)
+    final_params = with_trainable(params, values)
+    final = _evaluate(final_params, train_set, train_gamma, test_set, test_gamma, saturation_sums)
+    return final_params, history, final
+
+
+def run(
+    key: jax.Array,
+    config: Config,
+    *,
+    width: int,
+    optimizer: optax.GradientTransformation | None = None,
+    log_history: bool = True,
+) -> Run:
+    """Sample data, initialise and train one run; pure and jit-able with ``width`` static."""
+    train_set, test_set = data_lib.sample_train_test(key, config, width=width)
+    _, _, weights_key = data_lib.run_keys(key)
+    params = init_params(weights_key, config, width)
+    final_params, history, final = train(
+        config, params, train_set, test_set, optimizer=optimizer, log_history=log_history
+    )
+    log_steps = jnp.arange(1, config.n_logs + 1, dtype=jnp.int32) * config.log_every
+    return Run(params=final_params, history=history, final=final, log_steps=log_steps)
+
+
+_run_jit = jax.jit(run, static_argnames=("width", "optimizer", "log_history"))
+
+
+def as_key(key) -> jax.Array:
+    """A typed PRNG key from a key or an int seed; ``TypeError`` for anything else."""
+    if isinstance(key, int | np.integer) and not isinstance(key, bool):
+        return jax.random.key(int(key))
+    if isinstance(key, jax.Array) and jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+        if key.shape != ():
+            raise ValueError(f"key must be a single PRNG key, got a key array of shape {key.shape}")
+        return key
+    if isinstance(key, jax.Array | np.ndarray) and key.dtype == np.uint32 and key.shape == (2,):
+        return jax.random.wrap_key_data(jnp.asarray(key))
+    raise TypeError(f"key must be a jax.random.key(...) or an int seed, got {type(key).__name__}")
+
+
+def simulate(key, config: Config | None = None, optimizer: optax.GradientTransformation | None = None) -> Run:
+    """Train the paper's model once: sample data, run gradient descent from p = 0, record metrics.
+
+    Args:
+      key: ``jax.random.key`` (or an int seed); the same key gives a bit-identical ``Run``.
+      config: run configuration (default ``Config()``, the authors' settings); validated before tracing.
+      optimizer: any ``optax.GradientTransformation``; default ``optax.sgd(config.lr)``. Pass the same object
+        again to reuse the compiled program.
+
+    Returns:
+      A ``Run`` with final parameters, metric histories (n_logs rows) and final metrics.
+    """
+    config = Config() if config is None else config
+    if not isinstance(config, Config):
+        raise TypeError(f"config must be a jaxbo.Config, got {type(config).__name__}")
+    config.validate()
+    if optimizer is not None and not isinstance(optimizer, optax.GradientTransformation):
+        raise TypeError(f"optimizer must be an optax.GradientTransformation, got {type(optimizer).__name__}")
+    return _run_jit(as_key(key), config, width=config.d, optimizer=optimizer)
