@@ -4,7 +4,7 @@ from jaxbo import data, loss, model, theory
 from jaxbo.config import Config
 from jaxbo.data import Dataset
 from jaxbo.model import Params, forward
-from jaxbo.train import Metrics, Run, simulate
+from jaxbo.train import Metrics, Run, make_run, simulate
 
 __version__ = "0.1.0"
 
@@ -18,6 +18,7 @@ __all__ = [
     "data",
     "forward",
     "loss",
+    "make_run",
     "model",
     "simulate",
     "theory",

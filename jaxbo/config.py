@@ -81,11 +81,11 @@ class Config:
 
         Returns ``self`` so calls chain. Only concrete (Python) values are checked: call it before tracing.
         """
-        for name in ("n_train", "T", "d", "n_test", "steps", "log_every"):
-            _check_int(name, getattr(self, name), minimum=1)
         _check_int("n_train", self.n_train, minimum=2, why="both classes need a sample")
         _check_int("T", self.T, minimum=3, why="a sample needs a relevant and two weakly-relevant tokens")
         _check_int("d", self.d, minimum=2, why="μ₁ ⟂ μ₂ need two coordinates")
+        for name in ("n_test", "steps", "log_every"):
+            _check_int(name, getattr(self, name), minimum=1)
         _check_real("signal_norm", self.signal_norm, low=0.0, low_open=True)
         _check_real("rho", self.rho, low=0.0, high=1.0, low_open=True, high_open=True)
         _check_real("sigma", self.sigma, low=0.0, low_open=True)

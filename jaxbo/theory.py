@@ -46,3 +46,18 @@ def saturation_by_group(values: jax.Array, clean_labels: jax.Array, noisy_mask: 
     in_group = jnp.stack([~noisy_mask, noisy_mask])  # (2, n)
     members = in_class[:, None, :] & in_group[None, :, :]  # (2, 2, n)
     return jnp.sum(jnp.where(members, values, 0.0), axis=-1)
+
+
+BENIGN, HARMFUL, NOT_OVERFITTING = 0, 1, 2
+REGIME_NAMES = ("benign", "harmful", "not overfitting")
+
+
+def regime(train_accuracy: jax.Array, test_accuracy: jax.Array, tolerance: float = 0.005) -> jax.Array:
+    """The paper's three regimes as int codes (``REGIME_NAMES`` order), elementwise.
+
+    benign: every training label fitted (noisy ones included) and test accuracy >= 1 − ``tolerance``;
+    harmful: every training label fitted and test accuracy < 1 − ``tolerance``;
+    not overfitting: some training label (in practice a noisy one) not fitted.
+    """
+    fitted = train_accuracy >= 1.0
+    return jnp.where(fitted, jnp.where(test_accuracy >= 1.0 - tolerance, BENIGN, HARMFUL), NOT_OVERFITTING)

@@ -227,6 +227,27 @@ def as_key(key) -> jax.Array:
     raise TypeError(f"key must be a jax.random.key(...) or an int seed, got {type(key).__name__}")
 
 
+def make_run(
+    config: Config,
+    optimizer: optax.GradientTransformation | None = None,
+    *,
+    log_history: bool = True,
+):
+    """``run(key) -> Run`` for a validated ``config``: pure, so ``jax.jit(jax.vmap(run))(keys)`` trains many
+    seeds at once (``keys = jax.random.split(jax.random.key(0), seeds)``).
+    """
+    if not isinstance(config, Config):
+        raise TypeError(f"config must be a jaxbo.Config, got {type(config).__name__}")
+    config.validate()
+    if optimizer is not None and not isinstance(optimizer, optax.GradientTransformation):
+        raise TypeError(f"optimizer must be an optax.GradientTransformation, got {type(optimizer).__name__}")
+
+    def run_one(key: jax.Array) -> Run:
+        return run(key, config, width=config.d, optimizer=optimizer, log_history=log_history)
+
+    return run_one
+
+
 def simulate(key, config: Config | None = None, optimizer: optax.GradientTransformation | None = None) -> Run:
     """Train the paper's model once: sample data, run gradient descent from p = 0, record metrics.
 
@@ -240,9 +261,5 @@ def simulate(key, config: Config | None = None, optimizer: optax.GradientTransfo
       A ``Run`` with final parameters, metric histories (n_logs rows) and final metrics.
     """
     config = Config() if config is None else config
-    if not isinstance(config, Config):
-        raise TypeError(f"config must be a jaxbo.Config, got {type(config).__name__}")
-    config.validate()
-    if optimizer is not None and not isinstance(optimizer, optax.GradientTransformation):
-        raise TypeError(f"optimizer must be an optax.GradientTransformation, got {type(optimizer).__name__}")
+    make_run(config, optimizer)  # validates before anything is traced
     return _run_jit(as_key(key), config, width=config.d, optimizer=optimizer)
