@@ -10,6 +10,7 @@ import numpy as np
 import optax
 
 from jaxbo import data as data_lib
+from jaxbo import reduced
 from jaxbo.config import Config
 from jaxbo.loss import autodiff_grad, grad_from_attention, logistic_loss, trainable, with_trainable
 from jaxbo.model import Params, attention_logits, init_params, token_scores
@@ -92,33 +93,44 @@ def _accuracy_and_loss(f: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.
     return jnp.mean(margins > 0), jnp.mean(logistic_loss(margins))
 
 
-def _evaluate(params: Params, train, train_gamma, test, test_gamma, saturation_sums) -> Metrics:
-    """Metrics of ``params`` on the training set and test set (each with its precomputed γ = Xν)."""
+def _train_metrics(params: Params, train, train_gamma, saturation_sums) -> dict[str, jax.Array]:
+    """Training-set and parameter metrics of ``params`` (γ = Xν precomputed)."""
     s_train = jax.nn.softmax(attention_logits(params, train.tokens), axis=-1)
     f_train = jnp.sum(s_train * train_gamma, axis=-1)
-    s_test = jax.nn.softmax(attention_logits(params, test.tokens), axis=-1)
-    f_test = jnp.sum(s_test * test_gamma, axis=-1)
     train_accuracy, train_loss = _accuracy_and_loss(f_train, train.labels)
-    test_accuracy, test_loss = _accuracy_and_loss(f_test, test.labels)
     fitted = train.labels * f_train > 0
     roles_train = role_attention(s_train, train.roles)
     p_norm = jnp.linalg.norm(params.p)
     safe_norm = jnp.where(p_norm > 0, p_norm, 1.0)
-    return Metrics(
+    return dict(
         train_accuracy=train_accuracy,
         train_loss=train_loss,
-        test_accuracy=test_accuracy,
-        test_loss=test_loss,
         clean_accuracy=_masked_mean(fitted, ~train.noisy_mask),
         noisy_fit=_masked_mean(fitted, train.noisy_mask),
         attention_clean=_masked_mean(roles_train, ~train.noisy_mask),
         attention_noisy=_masked_mean(roles_train, train.noisy_mask),
-        attention_test=jnp.mean(role_attention(s_test, test.roles), axis=0),
         p_norm=p_norm,
         cos_mu1=params.p[0] / safe_norm,
         cos_mu2=params.p[1] / safe_norm,
         saturation_clean=saturation_sums[:, 0],
         saturation_noisy=saturation_sums[:, 1],
+    )
+
+
+def _test_metrics(params: Params, test, test_gamma) -> dict[str, jax.Array]:
+    s_test = jax.nn.softmax(attention_logits(params, test.tokens), axis=-1)
+    test_accuracy, test_loss = _accuracy_and_loss(jnp.sum(s_test * test_gamma, axis=-1), test.labels)
+    return dict(
+        test_accuracy=test_accuracy,
+        test_loss=test_loss,
+        attention_test=jnp.mean(role_attention(s_test, test.roles), axis=0),
+    )
+
+
+def _evaluate(params: Params, train, train_gamma, test, test_gamma, saturation_sums) -> Metrics:
+    """Metrics of ``params`` on the training and test sets (each with its precomputed γ = Xν)."""
+    return Metrics(
+        **_train_metrics(params, train, train_gamma, saturation_sums), **_test_metrics(params, test, test_gamma)
     )
 
 
@@ -131,11 +143,11 @@ def train(
     config: Config,
     params: Params,
     train_set: data_lib.Dataset,
-    test_set: data_lib.Dataset,
+    test_set: data_lib.Dataset | None,
     *,
     optimizer: optax.GradientTransformation | None = None,
     log_history: bool = True,
-) -> tuple[Params, Metrics | None, Metrics]:
+) -> tuple[Params, Metrics | None, Metrics | dict[str, jax.Array]]:
     """Gradient descent from ``params`` on ``train_set``; pure and jit-able (config's shape fields static).
 
     Steps run in a ``lax.scan`` of ``config.log_every`` steps nested in a scan over ``config.n_logs`` blocks,
@@ -145,20 +157,21 @@ def train(
       config: run configuration (``config.gradient`` picks the analytic or autodiff gradient).
       params: initial parameters (p = 0 in the paper).
       train_set: training data, tokens (n_train, T, width).
-      test_set: test data, tokens (n_test, T, width).
+      test_set: test data, tokens (n_test, T, width); may be None when ``log_history`` is False: the final
+        "metrics" are then only the training part, as a dict (the caller evaluates a test set of its own).
       optimizer: any optax transformation; default ``optax.sgd(config.lr)``.
       log_history: record metrics after every block; if False only the final metrics are computed (the test
         set is then evaluated once, which is what a sweep needs).
 
     Returns:
-      (final params, history or None, final metrics).
+      (final params, history or None, final ``Metrics`` or its training part).
     """
     optimizer = default_optimizer(config) if optimizer is None else optimizer
     train_weights = config.attention == "trained"
     tokens, labels = train_set.tokens, train_set.labels
     # ν is fixed, so γ = Xν is computed once per data set instead of once per step.
     train_gamma = token_scores(params, tokens)
-    test_gamma = token_scores(params, test_set.tokens)
+    test_gamma = None if test_set is None else token_scores(params, test_set.tokens)
 
     def step(carry, _):
         values, opt_state, saturation_sums = carry
@@ -188,6 +201,8 @@ def train(
     carry = (values, optimizer.init(values), jnp.zeros((2, 2), jnp.float32))
     (values, _, saturation_sums), history = jax.lax.scan(block, carry, length=config.n_logs)
     final_params = with_trainable(params, values)
+    if test_set is None:
+        return final_params, history, _train_metrics(final_params, train_set, train_gamma, saturation_sums)
     final = _evaluate(final_params, train_set, train_gamma, test_set, test_gamma, saturation_sums)
     return final_params, history, final
 
@@ -199,19 +214,36 @@ def run(
     width: int,
     optimizer: optax.GradientTransformation | None = None,
     log_history: bool = True,
+    engine: str = "primal",
 ) -> Run:
-    """Sample data, initialise and train one run; pure and jit-able with ``width`` static."""
-    train_set, test_set = data_lib.sample_train_test(key, config, width=width)
-    _, _, weights_key = data_lib.run_keys(key)
+    """Sample data, initialise and train one run; pure and jit-able with ``width``, ``engine`` static.
+
+    ``engine="primal"`` samples d-dimensional tokens zero-padded to ``width`` >= d; ``"reduced"`` samples the
+    exact 2 + n_train·T representation (``width`` is then ignored and d may be any traced value). In the
+    reduced engine without ``log_history`` the final test metrics use ``reduced.sample_test_along`` (an exact,
+    cheaper draw of the same distribution), so they are another test sample than with ``log_history``.
+    """
+    train_key, test_key, weights_key = data_lib.run_keys(key)
+    if engine == "reduced":
+        width = reduced.width(config)
+        train_set = reduced.sample_train(train_key, config)
+        test_set = reduced.sample_test(test_key, config) if log_history else None
+    else:
+        train_set, test_set = data_lib.sample_train_test(key, config, width=width)
     params = init_params(weights_key, config, width)
     final_params, history, final = train(
         config, params, train_set, test_set, optimizer=optimizer, log_history=log_history
     )
+    if test_set is None:  # reduced engine, final metrics only: ``final`` holds the training metrics
+        test_set, query = reduced.sample_test_along(test_key, config, final_params.p)
+        test_params = Params(p=query, nu=params.nu[:3].at[2].set(0.0))
+        test_metrics = _test_metrics(test_params, test_set, token_scores(test_params, test_set.tokens))
+        final = Metrics(**final, **test_metrics)
     log_steps = jnp.arange(1, config.n_logs + 1, dtype=jnp.int32) * config.log_every
-    return Run(params=final_params, history=history, final=final, log_steps=log_steps)
+    return Run(params=final_params, history=history, final=final, log_steps=log_steps, engine=engine)
 
 
-_run_jit = jax.jit(run, static_argnames=("width", "optimizer", "log_history"))
+_run_jit = jax.jit(run, static_argnames=("width", "optimizer", "log_history", "engine"))
 
 
 def as_key(key) -> jax.Array:
@@ -227,28 +259,84 @@ def as_key(key) -> jax.Array:
     raise TypeError(f"key must be a jax.random.key(...) or an int seed, got {type(key).__name__}")
 
 
+ENGINES = ("auto", "primal", "reduced")
+
+
+def is_rotation_equivariant(optimizer: optax.GradientTransformation, dim: int = 6, steps: int = 4) -> bool:
+    """Whether ``optimizer`` commutes with rotations: update(Rg) = R·update(g) along a gradient sequence.
+
+    Rotation equivariance is what keeps p in the span of the training tokens and makes the reduced engine
+    exact: true of gradient descent and (Nesterov) momentum, false of Adam-like per-coordinate methods.
+    Probed numerically in float32 on a random orthogonal R.
+    """
+    key_rotation, key_grads = jax.random.split(jax.random.key(0))
+    rotation, _ = jnp.linalg.qr(jax.random.normal(key_rotation, (dim, dim)))
+    grads = jax.random.normal(key_grads, (steps, dim))
+    plain = {"p": jnp.zeros(dim)}
+    rotated = {"p": jnp.zeros(dim)}
+    plain_state, rotated_state = optimizer.init(plain), optimizer.init(rotated)
+    for g in grads:
+        update, plain_state = optimizer.update({"p": g}, plain_state, plain)
+        rotated_update, rotated_state = optimizer.update({"p": rotation @ g}, rotated_state, rotated)
+        plain = optax.apply_updates(plain, update)
+        rotated = optax.apply_updates(rotated, rotated_update)
+        if not jnp.allclose(rotation @ update["p"], rotated_update["p"], rtol=1e-4, atol=1e-6):
+            return False
+    return True
+
+
+def resolve_engine(config: Config, optimizer: optax.GradientTransformation | None, engine: str) -> str:
+    """The engine a run uses: ``"auto"`` means reduced whenever it is exact, else primal.
+
+    The reduced engine is exact when W = I (``attention="identity"``) and the optimizer is rotation-equivariant
+    (the default gradient descent, momentum). Forcing ``"reduced"`` elsewhere raises ``ValueError`` saying why.
+    """
+    if engine not in ENGINES:
+        raise ValueError(f"engine = {engine!r} is unknown: allowed values are {ENGINES}")
+    if engine == "primal":
+        return engine
+    reasons = []
+    if config.attention != "identity":
+        reasons.append(f"attention = {config.attention!r} (the reduction needs W = I, attention='identity')")
+    if optimizer is not None and not is_rotation_equivariant(optimizer):
+        reasons.append("the optimizer is not rotation-equivariant (e.g. Adam), so p leaves the span of the tokens")
+    if not reasons:
+        return "reduced"
+    if engine == "reduced":
+        raise ValueError("engine = 'reduced' is not exact here: " + "; ".join(reasons) + ". Use 'primal' or 'auto'.")
+    return "primal"
+
+
 def make_run(
     config: Config,
     optimizer: optax.GradientTransformation | None = None,
     *,
     log_history: bool = True,
+    engine: str = "auto",
 ):
     """``run(key) -> Run`` for a validated ``config``: pure, so ``jax.jit(jax.vmap(run))(keys)`` trains many
-    seeds at once (``keys = jax.random.split(jax.random.key(0), seeds)``).
+    seeds at once (``keys = jax.random.split(jax.random.key(0), seeds)``). ``engine`` as in ``simulate``.
     """
     if not isinstance(config, Config):
         raise TypeError(f"config must be a jaxbo.Config, got {type(config).__name__}")
     config.validate()
     if optimizer is not None and not isinstance(optimizer, optax.GradientTransformation):
         raise TypeError(f"optimizer must be an optax.GradientTransformation, got {type(optimizer).__name__}")
+    engine = resolve_engine(config, optimizer, engine)
 
     def run_one(key: jax.Array) -> Run:
-        return run(key, config, width=config.d, optimizer=optimizer, log_history=log_history)
+        return run(key, config, width=config.d, optimizer=optimizer, log_history=log_history, engine=engine)
 
     return run_one
 
 
-def simulate(key, config: Config | None = None, optimizer: optax.GradientTransformation | None = None) -> Run:
+def simulate(
+    key,
+    config: Config | None = None,
+    optimizer: optax.GradientTransformation | None = None,
+    *,
+    engine: str = "auto",
+) -> Run:
     """Train the paper's model once: sample data, run gradient descent from p = 0, record metrics.
 
     Args:
@@ -256,10 +344,15 @@ def simulate(key, config: Config | None = None, optimizer: optax.GradientTransfo
       config: run configuration (default ``Config()``, the authors' settings); validated before tracing.
       optimizer: any ``optax.GradientTransformation``; default ``optax.sgd(config.lr)``. Pass the same object
         again to reuse the compiled program.
+      engine: ``"primal"`` (d-dimensional tokens), ``"reduced"`` (the exact 2 + n_train·T representation,
+        equal in distribution; see ``jaxbo.reduced``) or ``"auto"`` (reduced whenever exact: W = I and a
+        rotation-equivariant optimizer). ``Run.engine`` records the choice.
 
     Returns:
-      A ``Run`` with final parameters, metric histories (n_logs rows) and final metrics.
+      A ``Run`` with final parameters, metric histories (n_logs rows) and final metrics. With the reduced
+      engine, ``params`` live in the 2 + n_train·T coordinates (p[0], p[1] on e₁, e₂; ‖p‖ preserved).
     """
     config = Config() if config is None else config
-    make_run(config, optimizer)  # validates before anything is traced
-    return _run_jit(as_key(key), config, width=config.d, optimizer=optimizer)
+    make_run(config, optimizer, engine=engine)  # validates before anything is traced
+    engine = resolve_engine(config, optimizer, engine)
+    return _run_jit(as_key(key), config, width=config.d, optimizer=optimizer, engine=engine)

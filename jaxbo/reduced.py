@@ -1,0 +1,129 @@
+"""The exact 2 + nT representation of the paper's data (docs/exact_reduction.md).
+
+With W = I, p⁽⁰⁾ = 0 and a rotation-equivariant optimizer (gradient descent, momentum), p stays in
+S ⊕ span{training noise}, S = span(μ₁, μ₂). Write N = n_train·T and m = d − 2. Stacking the training tokens'
+noise components orthogonal to S as Z (N × m), its LQ factorisation Z = L Qᵀ has Q Haar-distributed and
+independent of L, and for m >= N the Bartlett decomposition gives L lower-triangular with
+L_kk = σ√χ²_{m−k} and L_kj = σ·N(0, 1) for j < k. A test token's ⊥-noise z′ enters every inner product with
+training tokens, p and ν only through g = Qᵀz′ ~ N(0, σ²I_N). So coordinates [e₁, e₂ | N] represent every
+token exactly: training tokens [S-part, row of L], test tokens [S-part, g]. For m < N the Gaussian block
+itself, zero-padded to N columns, is the (equally exact) representation.
+
+``d`` enters only through χ² degrees of freedom and the m < N mask, so it is a traced scalar: one compiled
+program serves every d, and d = 10⁷ costs what d = 200 costs.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from jaxbo.config import Config
+from jaxbo.data import Dataset, balanced_labels, noisy_mask, run_keys, signal_coefficients, token_roles
+
+_TOKEN_STREAM, _FLIP_STREAM, _DIAGONAL_STREAM, _SIGNAL_STREAM = 0, 1, 2, 3
+
+
+def width(config: Config) -> int:
+    """Coordinates of the reduced representation: 2 + n_train·T."""
+    return 2 + config.n_train * config.T
+
+
+def _orthogonal_dims(config: Config) -> jax.Array:
+    """m = d − 2: dimensions of the noise orthogonal to span(μ₁, μ₂)."""
+    return jnp.asarray(config.d, jnp.float32) - 2.0
+
+
+def _signal_part(key: jax.Array, config: Config, clean: jax.Array, roles: jax.Array) -> jax.Array:
+    """Token means plus noise on (e₁, e₂): (n, T, 2)."""
+    means = config.signal_norm * signal_coefficients(roles, clean, config.rho)
+    return means + config.sigma * jax.random.normal(key, means.shape, jnp.float32)
+
+
+def bartlett_factor(key: jax.Array, config: Config) -> jax.Array:
+    """L with L Lᵀ distributed as Z Zᵀ for Z (N × m) of i.i.d. N(0, σ²): (N, N).
+
+    m >= N: lower-triangular Bartlett factor (diagonal σ√χ²_{m−k}, below it σ·N(0, 1)).
+    m < N: Z itself in its m columns, the rest 0.
+    """
+    size = config.n_train * config.T
+    gaussian = config.sigma * jax.random.normal(jax.random.fold_in(key, _TOKEN_STREAM), (size, size), jnp.float32)
+    m = _orthogonal_dims(config)
+    index = jnp.arange(size)
+    # χ²_k = 2·Gamma(k/2); the m < N branch never reads it, so clamp its shape to stay positive there.
+    degrees = jnp.maximum(m - index, 1.0)
+    chi_square = 2.0 * jax.random.gamma(jax.random.fold_in(key, _DIAGONAL_STREAM), degrees / 2.0, dtype=jnp.float32)
+    bartlett = jnp.tril(gaussian, -1) + jnp.diag(config.sigma * jnp.sqrt(chi_square))
+    block = jnp.where(index[None, :] < m, gaussian, 0.0)
+    return jnp.where(m >= size, bartlett, block)
+
+
+def sample_train(key: jax.Array, config: Config) -> Dataset:
+    """The training set in reduced coordinates: tokens (n_train, T, 2 + n_train·T).
+
+    Equal in distribution (jointly with everything training computes) to ``data.sample`` projected on
+    S ⊕ span{training noise}; ``config.d`` may be traced.
+    """
+    n, T = config.n_train, config.T
+    roles = jnp.asarray(token_roles(config.layout, T))
+    clean = jnp.asarray(balanced_labels(n))
+    flipped = noisy_mask(jax.random.fold_in(key, _FLIP_STREAM), config, n)
+    signal = _signal_part(jax.random.fold_in(key, _SIGNAL_STREAM), config, clean, roles)
+    orthogonal = bartlett_factor(key, config).reshape(n, T, n * T)
+    return Dataset(
+        tokens=jnp.concatenate([signal, orthogonal], axis=-1),
+        labels=jnp.where(flipped, -clean, clean),
+        clean_labels=clean,
+        noisy_mask=flipped,
+        roles=roles,
+    )
+
+
+def sample_test(key: jax.Array, config: Config) -> Dataset:
+    """Clean test set in reduced coordinates [S-part, g], g ~ N(0, σ²I_N) (first m coordinates if m < N)."""
+    n, T = config.n_test, config.T
+    size = config.n_train * T
+    roles = jnp.asarray(token_roles(config.layout, T))
+    clean = jnp.asarray(balanced_labels(n))
+    signal = _signal_part(jax.random.fold_in(key, _SIGNAL_STREAM), config, clean, roles)
+    g = config.sigma * jax.random.normal(jax.random.fold_in(key, _TOKEN_STREAM), (n, T, size), jnp.float32)
+    g = jnp.where(jnp.arange(size) < _orthogonal_dims(config), g, 0.0)
+    return Dataset(
+        tokens=jnp.concatenate([signal, g], axis=-1),
+        labels=clean,
+        clean_labels=clean,
+        noisy_mask=jnp.zeros(n, bool),
+        roles=roles,
+    )
+
+
+def sample_test_along(key: jax.Array, config: Config, p: jax.Array) -> tuple[Dataset, jax.Array]:
+    """A test set for one fixed query p, in 3 coordinates: [S-part, ξ] with p mapped to [p₁, p₂, ‖p_⊥‖].
+
+    For a p drawn independently of the test set, gᵀp_⊥ ~ N(0, σ²‖p_⊥‖²) exactly, and ν ∈ S sees no ⊥-noise,
+    so one normal per token replaces N of them: every test metric has the same distribution as with
+    ``sample_test``, at (n_test, T, 3) memory. Used when only final metrics are wanted.
+
+    Returns:
+      (test set with tokens (n_test, T, 3), the matching query (3,)).
+    """
+    n, T = config.n_test, config.T
+    roles = jnp.asarray(token_roles(config.layout, T))
+    clean = jnp.asarray(balanced_labels(n))
+    signal = _signal_part(jax.random.fold_in(key, _SIGNAL_STREAM), config, clean, roles)
+    xi = config.sigma * jax.random.normal(jax.random.fold_in(key, _TOKEN_STREAM), (n, T, 1), jnp.float32)
+    query = jnp.concatenate([p[:2], jnp.linalg.norm(p[2:])[None]])
+    test = Dataset(
+        tokens=jnp.concatenate([signal, xi], axis=-1),
+        labels=clean,
+        clean_labels=clean,
+        noisy_mask=jnp.zeros(n, bool),
+        roles=roles,
+    )
+    return test, query
+
+
+def sample_train_test(key: jax.Array, config: Config) -> tuple[Dataset, Dataset]:
+    """Reduced training and (full-width) test sets of one run key, from independent streams."""
+    train_key, test_key, _ = run_keys(key)
+    return sample_train(train_key, config), sample_test(test_key, config)

@@ -1,0 +1,184 @@
+"""``SweepResult``: the numbers of a sweep as named numpy arrays, saved as ``.npz`` + ``.json`` (no pickle)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import warnings
+from typing import Any
+
+import numpy as np
+
+from jaxbo.config import Config, field_names
+from jaxbo.theory import BENIGN, HARMFUL, NOT_OVERFITTING, REGIME_NAMES
+
+#: Default ε of the benign/harmful split: benign needs test accuracy >= 1 − ε.
+REGIME_TOLERANCE = 0.005
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepResult:
+    """Final (and optionally logged) metrics of every run of a sweep.
+
+    Attributes:
+      dims: axis names: the grid's fields in the grid's order, then ``"seed"``.
+      coords: value array of each grid axis (the seed axis is ``arange(seeds)``).
+      final: metric name → array (*grid_shape, seeds, *metric_shape), e.g. ``final["test_accuracy"]``;
+        names as ``jaxbo.Metrics`` fields.
+      history: metric name → array (*grid_shape, seeds, n_logs, *metric_shape), or empty when the sweep did not
+        log histories.
+      log_steps: (n_logs,) step counts of the history rows (empty without histories).
+      config: the base configuration; each run used it with its grid coordinates substituted.
+      metadata: JSON-able facts: versions, backend, devices, precision, engine, plan, timing, key.
+      regime_tolerance: ε of ``regime`` (benign: every label fitted and test accuracy >= 1 − ε).
+    """
+
+    dims: tuple[str, ...]
+    coords: dict[str, np.ndarray]
+    final: dict[str, np.ndarray]
+    history: dict[str, np.ndarray]
+    log_steps: np.ndarray
+    config: Config
+    metadata: dict[str, Any]
+    regime_tolerance: float = REGIME_TOLERANCE
+
+    @property
+    def grid_shape(self) -> tuple[int, ...]:
+        return tuple(len(self.coords[name]) for name in self.dims[:-1])
+
+    @property
+    def seeds(self) -> int:
+        return len(self.coords["seed"])
+
+    @property
+    def regime(self) -> np.ndarray:
+        """Regime code of every run, (*grid_shape, seeds): ``theory.BENIGN``, ``HARMFUL`` or ``NOT_OVERFITTING``."""
+        train = self.final["train_accuracy"]
+        test = self.final["test_accuracy"]
+        fitted = train >= 1.0
+        benign = test >= 1.0 - self.regime_tolerance
+        return np.where(fitted, np.where(benign, BENIGN, HARMFUL), NOT_OVERFITTING).astype(np.int32)
+
+    def regime_fractions(self) -> np.ndarray:
+        """Fraction of seeds in each regime, (*grid_shape, 3) in ``theory.REGIME_NAMES`` order."""
+        codes = self.regime
+        return np.stack([(codes == r).mean(axis=-1) for r in range(len(REGIME_NAMES))], axis=-1)
+
+    def majority_regime(self) -> np.ndarray:
+        """Most frequent regime over seeds per grid cell, (*grid_shape,); ties go to the lower code."""
+        return np.argmax(self.regime_fractions(), axis=-1).astype(np.int32)
+
+    def mean(self, name: str) -> np.ndarray:
+        """Mean over seeds of ``final[name]`` (NaNs, e.g. ``noisy_fit`` at η = 0, ignored), (*grid_shape, …)."""
+        return _nan_reduce(np.nanmean, self._metric(name))
+
+    def std(self, name: str) -> np.ndarray:
+        """Standard deviation over seeds of ``final[name]``, NaNs ignored, (*grid_shape, …)."""
+        return _nan_reduce(np.nanstd, self._metric(name))
+
+    def _metric(self, name: str) -> np.ndarray:
+        if name == "regime":
+            return self.regime.astype(np.float64)
+        if name not in self.final:
+            raise KeyError(f"no metric {name!r}; metrics are {sorted(self.final)} and 'regime'")
+        return (
+            np.moveaxis(self.final[name], len(self.dims) - 1, -1)
+            if self.final[name].ndim > len(self.dims)
+            else (self.final[name])
+        )
+
+    def save(self, path: str | os.PathLike) -> tuple[str, str]:
+        """Write ``path.npz`` (arrays) and ``path.json`` (everything else); returns both paths."""
+        base = os.fspath(path)
+        base = base[: -len(".npz")] if base.endswith(".npz") else base
+        arrays = {f"coord/{k}": v for k, v in self.coords.items()}
+        arrays.update({f"final/{k}": v for k, v in self.final.items()})
+        arrays.update({f"history/{k}": v for k, v in self.history.items()})
+        arrays["log_steps"] = self.log_steps
+        np.savez_compressed(base + ".npz", **arrays)
+        meta = {
+            "format": "jaxbo.SweepResult/1",
+            "dims": list(self.dims),
+            "config": _config_to_json(self.config),
+            "regime_tolerance": self.regime_tolerance,
+            "regime_names": list(REGIME_NAMES),
+            "metadata": self.metadata,
+        }
+        with open(base + ".json", "w") as handle:
+            json.dump(meta, handle, indent=2, default=_json_default)
+        return base + ".npz", base + ".json"
+
+    def to_xarray(self):
+        """An ``xarray.Dataset`` of the final metrics (and the regime), dims named; needs the xarray extra."""
+        try:
+            import xarray
+        except ImportError as error:  # pragma: no cover - depends on the environment
+            raise ImportError("to_xarray needs xarray: pip install 'jaxbo-attention[xarray]'") from error
+        variables = {}
+        for name, value in {**self.final, "regime": self.regime}.items():
+            extra = tuple(f"{name}_dim{i}" for i in range(value.ndim - len(self.dims)))
+            variables[name] = (self.dims + extra, value)
+        return xarray.Dataset(
+            variables, coords=dict(self.coords), attrs={"config": json.dumps(_config_to_json(self.config))}
+        )
+
+
+def load(path: str | os.PathLike) -> SweepResult:
+    """Read a result written by ``SweepResult.save`` (``path`` with or without ``.npz``/``.json``).
+
+    Only numeric arrays and JSON are read (``allow_pickle=False``): loading never executes code.
+    """
+    base = os.fspath(path)
+    for suffix in (".npz", ".json"):
+        base = base[: -len(suffix)] if base.endswith(suffix) else base
+    with open(base + ".json") as handle:
+        meta = json.load(handle)
+    if meta.get("format") != "jaxbo.SweepResult/1":
+        raise ValueError(f"{base}.json is not a jaxbo sweep result (format {meta.get('format')!r})")
+    coords, final, history = {}, {}, {}
+    with np.load(base + ".npz", allow_pickle=False) as arrays:
+        for name in arrays.files:
+            group, _, key = name.partition("/")
+            target = {"coord": coords, "final": final, "history": history}.get(group)
+            if target is not None:
+                target[key] = arrays[name]
+        log_steps = arrays["log_steps"]
+    dims = tuple(meta["dims"])
+    coords = {name: coords[name] for name in dims}
+    return SweepResult(
+        dims=dims,
+        coords=coords,
+        final=final,
+        history=history,
+        log_steps=log_steps,
+        config=_config_from_json(meta["config"]),
+        metadata=meta["metadata"],
+        regime_tolerance=float(meta["regime_tolerance"]),
+    )
+
+
+def _nan_reduce(reduce, values: np.ndarray) -> np.ndarray:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN cells (no noisy samples) stay NaN
+        return reduce(values, axis=-1)
+
+
+def _config_to_json(config: Config) -> dict[str, Any]:
+    return {name: _json_default(getattr(config, name)) for name in field_names()}
+
+
+def _config_from_json(values: dict[str, Any]) -> Config:
+    values = dict(values)
+    values["layout"] = tuple(values["layout"])
+    return Config(**values)
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, tuple):
+        return list(value)
+    return value
