@@ -33,6 +33,9 @@ from jaxbo.train import Metrics, as_key, resolve_engine, run
 
 #: Default memory budget of one chunk's data, bytes; the chunk size follows from it.
 MEMORY_BUDGET = 1 << 30
+#: Training data of one chunk is kept near this size so every step's reads stay in the CPU cache: measured
+#: on 2 EPYC cores, chunks of 32 reduced runs (3.3 MB) ran 3x faster than chunks of 512.
+CACHE_BYTES = 4 << 20
 #: Default upper bound on the number of d buckets (compiles) of a primal sweep.
 MAX_BUCKETS = 4
 
@@ -219,7 +222,7 @@ def sweep(
       histories: also keep every run's logged metrics (memory: runs × n_logs × ~40 floats).
       optimizer: optax transformation for every run (default gradient descent with ``config.lr``; with ``lr``
         in the grid only the default follows it).
-      chunk_size: runs per compiled call; default from ``memory_budget``.
+      chunk_size: runs per compiled call; default from ``memory_budget`` and a cache target (``CACHE_BYTES``).
       memory_budget: bytes of run data one chunk may hold, used when ``chunk_size`` is None.
       max_buckets: most distinct padded widths (compiles) of a primal sweep over d.
       regime_tolerance: ε of the benign/harmful split (benign: all labels fitted, test accuracy >= 1 − ε).
@@ -274,7 +277,8 @@ def sweep(
     plan_groups = []
     for width, members in groups:
         per_run = _bytes_per_run(config, engine, width, histories)
-        size = chunk_size or max(1, memory_budget // per_run)
+        train_bytes = 4 * config.n_train * config.T * width
+        size = chunk_size or max(1, min(memory_budget // per_run, CACHE_BYTES // train_bytes))
         size = min(size, len(members))
         plan_groups.append(
             {

@@ -10,7 +10,7 @@ from jaxbo.theory import BENIGN, HARMFUL, NOT_OVERFITTING, regime
 
 @pytest.fixture(scope="module")
 def run(small_config):
-    return jaxbo.simulate(jax.random.key(3), small_config)
+    return jaxbo.simulate(jax.random.key(3), small_config, engine="primal")
 
 
 def test_history_shapes_and_final_row(run, small_config):
@@ -32,17 +32,20 @@ def test_history_shapes_and_final_row(run, small_config):
 
 
 def test_same_key_gives_a_bit_identical_run(run, small_config):
-    again = jaxbo.simulate(jax.random.key(3), small_config)
+    again = jaxbo.simulate(jax.random.key(3), small_config, engine="primal")
     jax.tree.map(np.testing.assert_array_equal, run, again)
-    other = jaxbo.simulate(jax.random.key(4), small_config)
+    other = jaxbo.simulate(jax.random.key(4), small_config, engine="primal")
     assert not np.array_equal(run.params.p, other.params.p)
-    assert jaxbo.simulate(3, small_config).final.train_loss == run.final.train_loss
+    assert jaxbo.simulate(3, small_config, engine="primal").final.train_loss == run.final.train_loss
+    reduced = jaxbo.simulate(3, small_config)
+    assert reduced.engine == "reduced"
+    jax.tree.map(np.testing.assert_array_equal, reduced, jaxbo.simulate(3, small_config))
 
 
 def test_first_step_saturation_has_the_closed_form():
     # At p = 0 every token gets 1/T, so 𝔖 = (|R|/T)(1 − |R|/T) for each sample, summed per (class, group).
     config = jaxbo.Config(n_train=20, T=8, d=30, n_test=4, steps=1, log_every=1, layout=(2, 2, 2))
-    final = jaxbo.simulate(0, config).final
+    final = jaxbo.simulate(0, config).final  # reduced engine: same data distribution
     per_sample = (2 / 8) * (1 - 2 / 8)
     np.testing.assert_allclose(final.saturation_clean, [8 * per_sample, 8 * per_sample], rtol=1e-6)
     np.testing.assert_allclose(final.saturation_noisy, [2 * per_sample, 2 * per_sample], rtol=1e-6)
@@ -50,7 +53,7 @@ def test_first_step_saturation_has_the_closed_form():
 
 def test_one_step_is_gradient_descent_on_the_analytic_gradient(small_config):
     config = small_config.replace(steps=1, log_every=1)
-    result = jaxbo.simulate(5, config)
+    result = jaxbo.simulate(5, config, engine="primal")
     train_set, _ = jaxbo.data.sample_train_test(train.as_key(5), config)
     params = jaxbo.model.init_params(jax.random.key(0), config)
     grad = jaxbo.loss.analytic_grad(params, train_set.tokens, train_set.labels, False)["p"]

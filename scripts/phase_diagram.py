@@ -1,0 +1,15 @@
+"""The README's main job: a fine (d, ‖μ‖) phase diagram, 10 seeds, exact reduced engine.
+
+    python scripts/phase_diagram.py [--out results] [any `python -m jaxbo sweep` option]
+
+Writes results/phase_diagram.{npz,json,png}: d = 250…5000 and ‖μ‖ = 5…100 on a 30 × 30 grid.
+"""
+
+import sys
+
+from jaxbo.cli import main
+
+DEFAULTS = ["sweep", "--d", "250:5000:30", "--signal-norm", "5:100:30", "--seeds", "10"]
+
+if __name__ == "__main__":
+    sys.exit(main(DEFAULTS + sys.argv[1:]))

@@ -1,0 +1,128 @@
+import importlib
+
+import chex
+import jax
+import numpy as np
+import pytest
+
+import jaxbo
+from jaxbo.theory import BENIGN, HARMFUL, NOT_OVERFITTING
+
+sweep_module = importlib.import_module("jaxbo.sweep")
+CONFIG = jaxbo.Config(n_train=10, T=5, n_test=64, steps=40, log_every=10)
+
+
+@pytest.fixture(scope="module")
+def primal_result():
+    return jaxbo.sweep(
+        {"d": [30, 34, 60], "signal_norm": [4.0, 8.0]},
+        seeds=2,
+        config=CONFIG,
+        engine="primal",
+        histories=True,
+        chunk_size=2,
+        max_buckets=2,
+        progress=False,
+    )
+
+
+def test_result_shapes_and_plan(primal_result):
+    result = primal_result
+    assert result.dims == ("d", "signal_norm", "seed") and result.grid_shape == (3, 2) and result.seeds == 2
+    assert result.final["test_accuracy"].shape == (3, 2, 2)
+    assert result.final["attention_clean"].shape == (3, 2, 2, 4)
+    assert result.history["train_loss"].shape == (3, 2, 2, CONFIG.n_logs)
+    np.testing.assert_array_equal(result.log_steps, [10, 20, 30, 40])
+    assert result.mean("test_accuracy").shape == (3, 2) and result.std("attention_clean").shape == (3, 2, 4)
+    plan = result.metadata["plan"]
+    assert [group["width"] for group in plan["groups"]] == [34, 60]  # 30 and 34 share a bucket
+    assert plan["total_runs"] == 12 and result.metadata["engine"] == "primal"
+    assert result.regime.shape == (3, 2, 2) and set(np.unique(result.regime)) <= {BENIGN, HARMFUL, NOT_OVERFITTING}
+
+
+def test_padded_sweep_run_equals_unpadded_simulate(primal_result):
+    # d = 30 ran padded to width 34; simulate runs it at width 30 from the same key.
+    config = CONFIG.replace(d=30, signal_norm=8.0)
+    run = jaxbo.simulate(sweep_module.run_key(0, 1, {"d": 30, "signal_norm": 8.0}), config, engine="primal")
+    for name in ("train_accuracy", "test_accuracy", "train_loss", "test_loss", "p_norm", "cos_mu1"):
+        np.testing.assert_allclose(primal_result.final[name][0, 1, 1], getattr(run.final, name), rtol=2e-5, atol=1e-6)
+    np.testing.assert_allclose(primal_result.history["test_loss"][0, 1, 1], run.history.test_loss, rtol=2e-5)
+
+
+def test_compiles_once_per_bucket_and_runs_do_not_depend_on_the_grid(monkeypatch):
+    counted = jax.jit(
+        chex.assert_max_traces(sweep_module._run_chunk, n=1),
+        static_argnames=("width", "engine", "log_history", "optimizer"),
+    )
+    monkeypatch.setattr(sweep_module, "_run_chunk_jit", counted)
+    small = jaxbo.sweep(
+        {"d": [50, 5000, 10**6], "signal_norm": [5.0, 20.0]}, seeds=3, config=CONFIG, chunk_size=4, progress=False
+    )  # reduced: 18 runs, 5 chunks, one trace
+    assert small.metadata["plan"]["compiles"] == 1
+    big = jaxbo.sweep(
+        {"d": [50, 700, 10**6], "signal_norm": [5.0, 11.0, 20.0]}, seeds=3, config=CONFIG, chunk_size=4, progress=False
+    )  # same shapes: still the one trace
+    for name in ("train_loss", "test_accuracy", "p_norm"):
+        np.testing.assert_array_equal(small.final[name][0, 0], big.final[name][0, 0])
+        np.testing.assert_array_equal(small.final[name][2, 1], big.final[name][2, 2])
+
+
+def test_regimes_on_a_tiny_grid():
+    result = jaxbo.sweep(
+        {"d": [300, 4000], "signal_norm": [5.0, 100.0]}, seeds=6, config=jaxbo.Config(n_test=300), progress=False
+    )
+    regimes = result.majority_regime()
+    assert regimes[1, 0] == HARMFUL  # large d, weak signal: fits noise, test drops
+    assert regimes[0, 1] == NOT_OVERFITTING  # small d, strong signal: noisy labels not fitted
+    assert result.regime_fractions().sum(-1) == pytest.approx(1.0)
+
+
+BAD_GRIDS = [
+    ({"T": [4, 8]}, ValueError, "grid key 'T' cannot be swept"),
+    ({"dimension": [4]}, ValueError, "allowed keys"),
+    ({"d": []}, ValueError, "non-empty"),
+    ({"d": [100.5]}, ValueError, "whole numbers"),
+    ({"d": [1]}, ValueError, r"Config\.d = 1"),
+    ({"noise_rate": [0.1, 0.6]}, ValueError, r"Config\.noise_rate = 0\.6 .*\[0, 0\.5\)"),
+    ({"rho": [0.0]}, ValueError, r"Config\.rho"),
+    ({"signal_norm": [float("nan")]}, ValueError, "finite"),
+    ({"signal_norm": "5:10"}, TypeError, "1-D sequence"),
+    ({"signal_norm": [[1.0, 2.0]]}, ValueError, "1-D"),
+    ({"d": [100, 100]}, ValueError, "repeats"),
+    ([("d", [1])], TypeError, "mapping"),
+]
+
+
+@pytest.mark.parametrize(("grid", "error", "message"), BAD_GRIDS)
+def test_bad_grids_fail_before_compiling(monkeypatch, grid, error, message):
+    def never(*args, **kwargs):
+        raise AssertionError("compiled despite a bad grid")
+
+    monkeypatch.setattr(sweep_module, "_run_chunk_jit", never)
+    with pytest.raises(error, match=message):
+        jaxbo.sweep(grid, config=CONFIG, progress=False)
+
+
+def test_bad_arguments_fail_before_compiling(monkeypatch):
+    monkeypatch.setattr(sweep_module, "_run_chunk_jit", None)
+    with pytest.raises(ValueError, match="seeds = 0"):
+        jaxbo.sweep({"d": [50]}, seeds=0, config=CONFIG)
+    with pytest.raises(ValueError, match="chunk_size = -1"):
+        jaxbo.sweep({"d": [50]}, chunk_size=-1, config=CONFIG)
+    with pytest.raises(ValueError, match="engine"):
+        jaxbo.sweep({"d": [50]}, engine="fast", config=CONFIG)
+    with pytest.raises(ValueError, match="not exact"):
+        jaxbo.sweep({"d": [50]}, engine="reduced", config=CONFIG.replace(attention="trained"))
+
+
+def test_save_load_round_trip(primal_result, tmp_path):
+    npz, json_path = primal_result.save(tmp_path / "result")
+    loaded = jaxbo.load(json_path)
+    assert loaded.dims == primal_result.dims and loaded.config == primal_result.config
+    for name in primal_result.final:
+        np.testing.assert_array_equal(loaded.final[name], primal_result.final[name])
+        np.testing.assert_array_equal(loaded.history[name], primal_result.history[name])
+    np.testing.assert_array_equal(loaded.regime, primal_result.regime)
+    assert loaded.metadata["plan"] == primal_result.metadata["plan"]
+    with np.load(npz, allow_pickle=False) as arrays:  # plain arrays only: nothing to unpickle
+        assert all(arrays[name].dtype != object for name in arrays.files)
