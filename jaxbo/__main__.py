@@ -2,6 +2,7 @@
 
 import sys
 
-from jaxbo.cli import main
+from jaxbo.cli import main, use_cpu_cores
 
+use_cpu_cores()
 sys.exit(main())

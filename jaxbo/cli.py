@@ -14,6 +14,18 @@ from jaxbo.sweep import sweep
 from jaxbo.train import ENGINES, simulate
 
 
+def use_cpu_cores() -> None:
+    """Ask XLA for one CPU device per core (sweeps shard runs over devices), unless XLA_FLAGS already says.
+
+    For entry points only (``python -m jaxbo``, ``scripts/``): it must run before JAX starts a backend, and it
+    changes this process's environment, which a library must not do. No effect on GPU/TPU backends.
+    """
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "xla_force_host_platform_device_count" not in flags:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={cores}".strip()
+
+
 def parse_values(spec: str, name: str) -> list[float]:
     """``"start:stop:num"`` (num evenly spaced values, both ends included), ``"a,b,c"`` or a single number."""
     try:

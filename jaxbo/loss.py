@@ -78,6 +78,17 @@ def analytic_grad(
     return grad_from_attention(params, tokens, labels, attention, gamma, train_weights)
 
 
+def token_weights(labels: jax.Array, attention: jax.Array, gamma: jax.Array) -> jax.Array:
+    """w_{i,t} = ℓ′(ỹ_i f_i) ỹ_i s_{i,t}(γ_{i,t} − f_i) / n, (n, T): ∇_{Wᵀp} L = Σ_{i,t} w_{i,t} x_{i,t}.
+
+    Args:
+      labels: ỹ, (n,); attention: s, (n, T); gamma: γ = Xν, (n, T).
+    """
+    f = jnp.sum(attention * gamma, axis=-1)
+    coefficient = logistic_derivative(labels * f) * labels / labels.shape[0]  # (n,)
+    return coefficient[:, None] * attention * (gamma - f[:, None])
+
+
 def grad_from_attention(
     params: Params,
     tokens: jax.Array,
@@ -90,9 +101,7 @@ def grad_from_attention(
 
     Training computes s anyway for its metrics; this lets one forward pass serve both.
     """
-    f = jnp.sum(attention * gamma, axis=-1)
-    coefficient = logistic_derivative(labels * f) * labels / labels.shape[0]  # (n,)
-    weights = coefficient[:, None] * attention * (gamma - f[:, None])  # (n, T)
+    weights = token_weights(labels, attention, gamma)
     g = jnp.einsum("nt,ntd->d", weights, tokens, precision=PRECISION)
     if params.W is None:
         return {"p": g}

@@ -20,10 +20,10 @@ import zlib
 from collections.abc import Mapping, Sequence
 
 import jax
-import jax.numpy as jnp
 import jaxlib
 import numpy as np
 import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxbo import reduced
 from jaxbo._version import __version__
@@ -161,19 +161,26 @@ _run_chunk_jit = jax.jit(_run_chunk, static_argnames=("width", "engine", "log_hi
 
 @dataclasses.dataclass
 class _Progress:
-    """Progress line on stderr between chunks, once a sweep has run for ``after`` seconds."""
+    """Progress lines on stderr between chunks (never inside the compiled loop): one every ``every`` seconds
+    once the sweep has run ``after`` seconds, and a last one when it ends."""
 
     total_runs: int
     total_chunks: int
     enabled: bool
     after: float = 2.0
+    every: float = 2.0
     started: float = dataclasses.field(default_factory=time.perf_counter)
-    printed: bool = False
+    last: float = -float("inf")
 
     def update(self, chunks: int, runs: int) -> None:
-        elapsed = time.perf_counter() - self.started
-        if not self.enabled or (elapsed < self.after and chunks < self.total_chunks):
+        now = time.perf_counter()
+        elapsed = now - self.started
+        finished = chunks == self.total_chunks
+        # One line every ``every`` seconds once past ``after``, and a closing line if any was printed.
+        due = elapsed >= self.after and now - self.last >= self.every
+        if not self.enabled or not (due or (finished and self.last > -float("inf"))):
             return
+        self.last = now
         rate = runs / elapsed if elapsed > 0 else float("inf")
         eta = (self.total_runs - runs) / rate if rate > 0 else float("inf")
         print(
@@ -182,7 +189,6 @@ class _Progress:
             file=sys.stderr,
             flush=True,
         )
-        self.printed = True
 
 
 def _scatter(into: dict[str, np.ndarray], metrics: Metrics, rows: np.ndarray, total: int) -> None:
@@ -208,6 +214,7 @@ def sweep(
     memory_budget: int = MEMORY_BUDGET,
     max_buckets: int = MAX_BUCKETS,
     regime_tolerance: float = REGIME_TOLERANCE,
+    devices: Sequence[jax.Device] | None = None,
 ) -> SweepResult:
     """Train every grid point × seed and collect final metrics (and histories) in a ``SweepResult``.
 
@@ -226,6 +233,10 @@ def sweep(
       memory_budget: bytes of run data one chunk may hold, used when ``chunk_size`` is None.
       max_buckets: most distinct padded widths (compiles) of a primal sweep over d.
       regime_tolerance: ε of the benign/harmful split (benign: all labels fitted, test accuracy >= 1 − ε).
+      devices: devices to shard each chunk's runs over (a 1-D mesh, ``NamedSharding``); default all local
+        devices. Chunks are rounded up to a multiple of the device count. Results do not depend on it: each
+        run's randomness comes from its own key. On a CPU, ``XLA_FLAGS=--xla_force_host_platform_device_count=K``
+        (set before JAX starts) makes K devices, one per core; ``python -m jaxbo`` does this by itself.
 
     Returns:
       ``SweepResult`` with arrays (*grid_shape, seeds, …) and the plan in ``metadata["plan"]``.
@@ -251,6 +262,10 @@ def sweep(
         raise TypeError(f"optimizer must be an optax.GradientTransformation, got {type(optimizer).__name__}")
     base_key = as_key(0 if key is None else key)
     engine = resolve_engine(config, optimizer, engine)
+    devices = list(jax.local_devices() if devices is None else devices)
+    if not devices or not all(isinstance(device, jax.Device) for device in devices):
+        raise TypeError(f"devices must be a non-empty sequence of jax.Device, got {devices!r}")
+    batch_sharding = NamedSharding(Mesh(np.array(devices), ("runs",)), PartitionSpec("runs"))
 
     names = list(axes)
     shape = tuple(len(axes[name]) for name in names)
@@ -280,6 +295,7 @@ def sweep(
         train_bytes = 4 * config.n_train * config.T * width
         size = chunk_size or max(1, min(memory_budget // per_run, CACHE_BYTES // train_bytes))
         size = min(size, len(members))
+        size = math.ceil(size / len(devices)) * len(devices)  # every device gets the same number of runs
         plan_groups.append(
             {
                 "width": int(width),
@@ -300,14 +316,11 @@ def sweep(
             chunk = members[start : start + size]
             # The last chunk repeats its final run to keep the compiled shape; the repeats are dropped.
             padded = np.concatenate([chunk, np.full(size - len(chunk), chunk[-1])])
-            values = {
-                name: jnp.asarray(swept[name][padded], jnp.int32 if name == "d" else jnp.float32) for name in names
-            }
+            values = {name: swept[name][padded].astype(np.int32 if name == "d" else np.float32) for name in names}
+            batch = jax.device_put((seed_index[padded], identifiers[padded], values), batch_sharding)
             final, history = _run_chunk_jit(
                 base_key,
-                jnp.asarray(seed_index[padded]),
-                jnp.asarray(identifiers[padded]),
-                values,
+                *batch,
                 config,
                 width=int(width),
                 engine=engine,
@@ -343,8 +356,8 @@ def sweep(
             "python": platform.python_version(),
         },
         "backend": jax.default_backend(),
-        "devices": [str(device.device_kind) for device in jax.local_devices()],
-        "device_count": jax.local_device_count(),
+        "devices": [f"{device.platform}:{device.id} {device.device_kind}" for device in devices],
+        "device_count": len(devices),
         "machine": f"{platform.machine()} {platform.processor()}".strip(),
         "grid": {name: axes[name].tolist() for name in names},
     }

@@ -12,8 +12,15 @@ import optax
 from jaxbo import data as data_lib
 from jaxbo import reduced
 from jaxbo.config import Config
-from jaxbo.loss import autodiff_grad, grad_from_attention, logistic_loss, trainable, with_trainable
-from jaxbo.model import Params, attention_logits, init_params, token_scores
+from jaxbo.loss import (
+    autodiff_grad,
+    grad_from_attention,
+    logistic_loss,
+    token_weights,
+    trainable,
+    with_trainable,
+)
+from jaxbo.model import PRECISION, Params, attention_logits, init_params, token_scores
 from jaxbo.theory import role_attention, saturation, saturation_by_group
 
 
@@ -147,6 +154,7 @@ def train(
     *,
     optimizer: optax.GradientTransformation | None = None,
     log_history: bool = True,
+    kernel: bool = False,
 ) -> tuple[Params, Metrics | None, Metrics | dict[str, jax.Array]]:
     """Gradient descent from ``params`` on ``train_set``; pure and jit-able (config's shape fields static).
 
@@ -162,10 +170,15 @@ def train(
       optimizer: any optax transformation; default ``optax.sgd(config.lr)``.
       log_history: record metrics after every block; if False only the final metrics are computed (the test
         set is then evaluated once, which is what a sweep needs).
+      kernel: train the coefficients α of p = Xᵀα instead of p (W = I and default gradient descent only):
+        gradient descent on p is α ← α − lr·w with w the ``loss.token_weights``, and the attention logits
+        are Gα with the Gram matrix G = XXᵀ, so a step costs one (nT)² product instead of two nT × width
+        ones. The same iterates in exact arithmetic; the reduced engine uses it.
 
     Returns:
       (final params, history or None, final ``Metrics`` or its training part).
     """
+    optimizer_is_default = optimizer is None
     optimizer = default_optimizer(config) if optimizer is None else optimizer
     train_weights = config.attention == "trained"
     tokens, labels = train_set.tokens, train_set.labels
@@ -173,7 +186,7 @@ def train(
     train_gamma = token_scores(params, tokens)
     test_gamma = None if test_set is None else token_scores(params, test_set.tokens)
 
-    def step(carry, _):
+    def descent_step(carry, _):
         values, opt_state, saturation_sums = carry
         current = with_trainable(params, values)
         attention = jax.nn.softmax(attention_logits(current, tokens), axis=-1)
@@ -187,24 +200,64 @@ def train(
         updates, opt_state = optimizer.update(grads, opt_state, values)
         return (optax.apply_updates(values, updates), opt_state, saturation_sums), None
 
+    if kernel:
+        if not (optimizer_is_default and config.attention == "identity" and config.gradient == "analytic"):
+            raise ValueError("kernel=True needs W = I, the default gradient descent and the analytic gradient")
+        step = _kernel_step(config, params, train_set, train_gamma)
+        values = {"p": jnp.zeros(tokens.shape[0] * tokens.shape[1], jnp.float32)}  # α: p = p⁽⁰⁾ + Xᵀα
+        params_of = _kernel_params(params, tokens)
+    else:
+        step = descent_step
+        values = trainable(params, train_weights)
+
+        def params_of(values):
+            return with_trainable(params, values)
+
     def block(carry, _):
         carry, _ = jax.lax.scan(step, carry, length=config.log_every)
         if not log_history:
             return carry, None
         values, _, saturation_sums = carry
-        metrics = _evaluate(
-            with_trainable(params, values), train_set, train_gamma, test_set, test_gamma, saturation_sums
-        )
+        metrics = _evaluate(params_of(values), train_set, train_gamma, test_set, test_gamma, saturation_sums)
         return carry, metrics
 
-    values = trainable(params, train_weights)
-    carry = (values, optimizer.init(values), jnp.zeros((2, 2), jnp.float32))
+    carry = (values, () if kernel else optimizer.init(values), jnp.zeros((2, 2), jnp.float32))
     (values, _, saturation_sums), history = jax.lax.scan(block, carry, length=config.n_logs)
-    final_params = with_trainable(params, values)
+    final_params = params_of(values)
     if test_set is None:
         return final_params, history, _train_metrics(final_params, train_set, train_gamma, saturation_sums)
     final = _evaluate(final_params, train_set, train_gamma, test_set, test_gamma, saturation_sums)
     return final_params, history, final
+
+
+def _kernel_step(config: Config, params: Params, train_set, train_gamma):
+    """One gradient step on α (p = p⁽⁰⁾ + Xᵀα) with the Gram matrix G = XXᵀ; see ``train(kernel=True)``."""
+    n, T = train_set.labels.shape[0], train_set.roles.shape[0]
+    flat = train_set.tokens.reshape(n * T, -1)
+    gram = jnp.matmul(flat, flat.T, precision=PRECISION)
+    initial_logits = jnp.matmul(flat, params.p, precision=PRECISION)
+
+    def step(carry, _):
+        alpha, state, saturation_sums = carry
+        logits = (initial_logits + jnp.matmul(gram, alpha["p"], precision=PRECISION)).reshape(n, T)
+        attention = jax.nn.softmax(logits, axis=-1)
+        saturation_sums = saturation_sums + saturation_by_group(
+            saturation(attention, train_set.roles), train_set.clean_labels, train_set.noisy_mask
+        )
+        weights = token_weights(train_set.labels, attention, train_gamma)
+        return ({"p": alpha["p"] - config.lr * weights.reshape(-1)}, state, saturation_sums), None
+
+    return step
+
+
+def _kernel_params(params: Params, tokens: jax.Array):
+    """Map α to the parameters with p = p⁽⁰⁾ + Xᵀα, for tokens X (n, T, width)."""
+    flat = tokens.reshape(-1, tokens.shape[-1])
+
+    def params_of(alpha):
+        return with_trainable(params, {"p": params.p + jnp.matmul(flat.T, alpha["p"], precision=PRECISION)})
+
+    return params_of
 
 
 def run(
@@ -231,8 +284,9 @@ def run(
     else:
         train_set, test_set = data_lib.sample_train_test(key, config, width=width)
     params = init_params(weights_key, config, width)
+    kernel = engine == "reduced" and optimizer is None and config.gradient == "analytic"
     final_params, history, final = train(
-        config, params, train_set, test_set, optimizer=optimizer, log_history=log_history
+        config, params, train_set, test_set, optimizer=optimizer, log_history=log_history, kernel=kernel
     )
     if test_set is None:  # reduced engine, final metrics only: ``final`` holds the training metrics
         test_set, query = reduced.sample_test_along(test_key, config, final_params.p)

@@ -2,14 +2,15 @@
 
     python scripts/phase_diagram.py [--out results] [any `python -m jaxbo sweep` option]
 
-Writes results/phase_diagram.{npz,json,png}: d = 250…5000 and ‖μ‖ = 5…100 on a 30 × 30 grid.
+Writes results/phase_diagram.{npz,json,png}: d = 250…5000 and ‖μ‖ = 5…100 on a 40 × 40 grid.
 """
 
 import sys
 
-from jaxbo.cli import main
+from jaxbo.cli import main, use_cpu_cores
 
-DEFAULTS = ["sweep", "--d", "250:5000:30", "--signal-norm", "5:100:30", "--seeds", "10"]
+DEFAULTS = ["sweep", "--d", "250:5000:40", "--signal-norm", "5:100:40", "--seeds", "10"]
 
 if __name__ == "__main__":
+    use_cpu_cores()
     sys.exit(main(DEFAULTS + sys.argv[1:]))

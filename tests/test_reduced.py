@@ -46,6 +46,22 @@ def test_deterministic_equivalence_with_the_exact_reduction_of_a_primal_data_set
     np.testing.assert_allclose(p_primal.p[:2], p_reduced.p[:2], rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.parametrize("start", [0.0, 0.3])
+def test_kernel_form_follows_plain_gradient_descent(start):
+    config = CONFIG.replace(steps=200, log_every=50)
+    train_set, test_set = reduced.sample_train_test(jax.random.key(9), config)
+    params = model.init_params(jax.random.key(0), config, reduced.width(config))
+    params = model.Params(p=params.p + start * jax.random.normal(jax.random.key(1), params.p.shape), nu=params.nu)
+    p_plain, plain, _ = train.train(config, params, train_set, test_set)
+    p_kernel, kernel, _ = train.train(config, params, train_set, test_set, kernel=True)
+    np.testing.assert_allclose(p_kernel.p, p_plain.p, rtol=1e-4, atol=1e-6)
+    for name in ("train_loss", "test_loss", "p_norm", "cos_mu1", "attention_noisy", "saturation_noisy"):
+        np.testing.assert_allclose(getattr(kernel, name), getattr(plain, name), rtol=1e-4, atol=1e-6, err_msg=name)
+    np.testing.assert_array_equal(kernel.train_accuracy, plain.train_accuracy)
+    with pytest.raises(ValueError, match="kernel=True"):
+        train.train(config, params, train_set, test_set, optimizer=optax.adam(0.1), kernel=True)
+
+
 @pytest.mark.parametrize("d", [10, 26, 400])  # m = d − 2 < N, m ≈ N, m ≫ N (N = 24)
 def test_distributional_equivalence(d):
     config = CONFIG.replace(d=d)
