@@ -1,11 +1,12 @@
 """jaxbo: benign overfitting in token selection of attention (Sakamoto & Sato, ICML 2025), in JAX."""
 
-from jaxbo import data, loss, model, reduced, theory
+from jaxbo import checkpoint, data, loss, model, plot, reduced, results, theory
+from jaxbo import sweep as sweep_module
 from jaxbo._version import __version__
 from jaxbo.config import Config
 from jaxbo.data import Dataset
 from jaxbo.model import Params, forward
-from jaxbo.results import SweepResult, load
+from jaxbo.results import SweepResult, load, merge
 from jaxbo.sweep import sweep
 from jaxbo.train import Metrics, Run, make_run, simulate
 
@@ -17,14 +18,19 @@ __all__ = [
     "Run",
     "SweepResult",
     "__version__",
+    "checkpoint",
     "data",
     "forward",
     "load",
     "loss",
     "make_run",
+    "merge",
     "model",
+    "plot",
     "reduced",
+    "results",
     "simulate",
     "sweep",
+    "sweep_module",
     "theory",
 ]

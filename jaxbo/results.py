@@ -71,22 +71,18 @@ class SweepResult:
 
     def mean(self, name: str) -> np.ndarray:
         """Mean over seeds of ``final[name]`` (NaNs, e.g. ``noisy_fit`` at η = 0, ignored), (*grid_shape, …)."""
-        return _nan_reduce(np.nanmean, self._metric(name))
+        return _nan_reduce(np.nanmean, self._metric(name), axis=len(self.dims) - 1)
 
     def std(self, name: str) -> np.ndarray:
         """Standard deviation over seeds of ``final[name]``, NaNs ignored, (*grid_shape, …)."""
-        return _nan_reduce(np.nanstd, self._metric(name))
+        return _nan_reduce(np.nanstd, self._metric(name), axis=len(self.dims) - 1)
 
     def _metric(self, name: str) -> np.ndarray:
         if name == "regime":
             return self.regime.astype(np.float64)
         if name not in self.final:
             raise KeyError(f"no metric {name!r}; metrics are {sorted(self.final)} and 'regime'")
-        return (
-            np.moveaxis(self.final[name], len(self.dims) - 1, -1)
-            if self.final[name].ndim > len(self.dims)
-            else (self.final[name])
-        )
+        return self.final[name]
 
     def save(self, path: str | os.PathLike) -> tuple[str, str]:
         """Write ``path.npz`` (arrays) and ``path.json`` (everything else); returns both paths."""
@@ -100,7 +96,7 @@ class SweepResult:
         meta = {
             "format": "jaxbo.SweepResult/1",
             "dims": list(self.dims),
-            "config": _config_to_json(self.config),
+            "config": config_to_json(self.config),
             "regime_tolerance": self.regime_tolerance,
             "regime_names": list(REGIME_NAMES),
             "metadata": self.metadata,
@@ -120,7 +116,7 @@ class SweepResult:
             extra = tuple(f"{name}_dim{i}" for i in range(value.ndim - len(self.dims)))
             variables[name] = (self.dims + extra, value)
         return xarray.Dataset(
-            variables, coords=dict(self.coords), attrs={"config": json.dumps(_config_to_json(self.config))}
+            variables, coords=dict(self.coords), attrs={"config": json.dumps(config_to_json(self.config))}
         )
 
 
@@ -152,23 +148,25 @@ def load(path: str | os.PathLike) -> SweepResult:
         final=final,
         history=history,
         log_steps=log_steps,
-        config=_config_from_json(meta["config"]),
+        config=config_from_json(meta["config"]),
         metadata=meta["metadata"],
         regime_tolerance=float(meta["regime_tolerance"]),
     )
 
 
-def _nan_reduce(reduce, values: np.ndarray) -> np.ndarray:
+def _nan_reduce(reduce, values: np.ndarray, axis: int) -> np.ndarray:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN cells (no noisy samples) stay NaN
-        return reduce(values, axis=-1)
+        return reduce(values, axis=axis)
 
 
-def _config_to_json(config: Config) -> dict[str, Any]:
+def config_to_json(config: Config) -> dict[str, Any]:
+    """``config`` as a JSON-able dict (layout as a list)."""
     return {name: _json_default(getattr(config, name)) for name in field_names()}
 
 
-def _config_from_json(values: dict[str, Any]) -> Config:
+def config_from_json(values: dict[str, Any]) -> Config:
+    """Inverse of ``config_to_json``."""
     values = dict(values)
     values["layout"] = tuple(values["layout"])
     return Config(**values)
@@ -182,3 +180,71 @@ def _json_default(value):
     if isinstance(value, tuple):
         return list(value)
     return value
+
+
+def merge(parts: list[SweepResult]) -> SweepResult:
+    """One ``SweepResult`` from sweeps over slices of one grid (e.g. one slice per host of a multi-host run).
+
+    The parts must share their axes, config, seeds, engine and regime tolerance, and differ along exactly one
+    grid axis, whose values must not overlap; the merged axis is sorted by value. Metadata comes from the first
+    part, with ``merged_from`` listing each part's plan and timing.
+    """
+    parts = list(parts)
+    if not parts or not all(isinstance(part, SweepResult) for part in parts):
+        raise TypeError("merge needs a non-empty list of SweepResult")
+    first = parts[0]
+    if len(parts) == 1:
+        return first
+    for part in parts[1:]:
+        for name, mine, theirs in (
+            ("dims", first.dims, part.dims),
+            ("config", first.config, part.config),
+            ("seeds", first.seeds, part.seeds),
+            ("engine", first.metadata.get("engine"), part.metadata.get("engine")),
+            ("regime_tolerance", first.regime_tolerance, part.regime_tolerance),
+            ("metrics", sorted(first.final), sorted(part.final)),
+            ("history", sorted(first.history), sorted(part.history)),
+        ):
+            if mine != theirs:
+                raise ValueError(f"cannot merge: parts differ in {name} ({mine!r} vs {theirs!r})")
+    grid_dims = first.dims[:-1]
+    varying = [
+        name
+        for name in grid_dims
+        if any(not np.array_equal(part.coords[name], first.coords[name]) for part in parts[1:])
+    ]
+    if len(varying) != 1:
+        raise ValueError(f"cannot merge: parts must differ along exactly one grid axis, they differ along {varying}")
+    (axis_name,) = varying
+    axis = first.dims.index(axis_name)
+    values = np.concatenate([part.coords[axis_name] for part in parts])
+    unique, counts = np.unique(values, return_counts=True)
+    if (counts > 1).any():
+        raise ValueError(f"cannot merge: parts overlap on {axis_name} = {unique[counts > 1].tolist()}")
+    order = np.argsort(values, kind="stable")
+
+    def joined(name: str, group: str) -> np.ndarray:
+        return np.take(np.concatenate([getattr(part, group)[name] for part in parts], axis=axis), order, axis=axis)
+
+    metadata = dict(first.metadata)
+    metadata["merged_from"] = [
+        {
+            "grid": {k: v.tolist() for k, v in part.coords.items() if k != "seed"},
+            "plan": part.metadata.get("plan"),
+            "elapsed_s": part.metadata.get("elapsed_s"),
+        }
+        for part in parts
+    ]
+    metadata["grid"] = {
+        name: (values[order] if name == axis_name else first.coords[name]).tolist() for name in grid_dims
+    }
+    return SweepResult(
+        dims=first.dims,
+        coords={**first.coords, axis_name: values[order]},
+        final={name: joined(name, "final") for name in first.final},
+        history={name: joined(name, "history") for name in first.history},
+        log_steps=first.log_steps,
+        config=first.config,
+        metadata=metadata,
+        regime_tolerance=first.regime_tolerance,
+    )

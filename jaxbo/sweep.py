@@ -13,11 +13,12 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+import os
 import platform
 import sys
 import time
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import jax
 import jaxlib
@@ -27,8 +28,9 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxbo import reduced
 from jaxbo._version import __version__
+from jaxbo.checkpoint import CheckpointStore
 from jaxbo.config import SWEEPABLE, Config
-from jaxbo.results import REGIME_TOLERANCE, SweepResult
+from jaxbo.results import REGIME_TOLERANCE, SweepResult, config_to_json
 from jaxbo.train import Metrics, as_key, resolve_engine, run
 
 #: Default memory budget of one chunk's data, bytes; the chunk size follows from it.
@@ -53,6 +55,11 @@ def run_key(key, seed: int, coordinates: Mapping[str, float]) -> jax.Array:
     do not depend on what else is in the grid: ``simulate(run_key(key, s, c), config.replace(**c))`` is that run.
     """
     return jax.random.fold_in(jax.random.fold_in(as_key(key), seed), coordinate_hash(coordinates))
+
+
+def _key_identity(key: jax.Array) -> list[int]:
+    """The raw bits of a typed key, to recognise the same sweep in a checkpoint."""
+    return np.asarray(jax.random.key_data(key)).ravel().tolist()
 
 
 def _canonical(name: str, value) -> str:
@@ -215,6 +222,8 @@ def sweep(
     max_buckets: int = MAX_BUCKETS,
     regime_tolerance: float = REGIME_TOLERANCE,
     devices: Sequence[jax.Device] | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    _after_chunk: Callable[[int], None] | None = None,
 ) -> SweepResult:
     """Train every grid point × seed and collect final metrics (and histories) in a ``SweepResult``.
 
@@ -237,6 +246,9 @@ def sweep(
         devices. Chunks are rounded up to a multiple of the device count. Results do not depend on it: each
         run's randomness comes from its own key. On a CPU, ``XLA_FLAGS=--xla_force_host_platform_device_count=K``
         (set before JAX starts) makes K devices, one per core; ``python -m jaxbo`` does this by itself.
+      checkpoint: directory for finished chunks (``jaxbo.checkpoint``): a rerun with the same arguments
+        loads them and computes only the rest, giving the same numbers as an uninterrupted sweep; a
+        directory of another sweep (grid, config, seeds, key, engine, plan or jaxbo version) is refused.
 
     Returns:
       ``SweepResult`` with arrays (*grid_shape, seeds, …) and the plan in ``metadata["plan"]``.
@@ -306,14 +318,42 @@ def sweep(
             }
         )
     tracker = _Progress(total, sum(g["chunks"] for g in plan_groups), progress)
+    store = None
+    if checkpoint is not None:
+        store = CheckpointStore(
+            checkpoint,
+            {
+                "jaxbo": __version__,
+                "grid": {name: axes[name].tolist() for name in names},
+                "config": config_to_json(config),
+                "seeds": seeds,
+                "key": _key_identity(base_key),
+                "engine": engine,
+                "histories": histories,
+                "optimizer": "sgd(config.lr)" if optimizer is None else f"custom {type(optimizer).__name__}",
+                "plan": plan_groups,
+                "devices": len(devices),
+            },
+        )
 
     finals: dict[str, np.ndarray] = {}
     histories_out: dict[str, np.ndarray] = {}
     chunks_done = runs_done = 0
-    for (width, members), plan in zip(groups, plan_groups, strict=True):
+    for group_index, ((width, members), plan) in enumerate(zip(groups, plan_groups, strict=True)):
         size = plan["chunk_size"]
-        for start in range(0, len(members), size):
+        for chunk_index, start in enumerate(range(0, len(members), size)):
             chunk = members[start : start + size]
+            stored = store.load(group_index, chunk_index, chunk) if store else None
+            if stored is not None:
+                for into, prefix in ((finals, "final/"), (histories_out, "history/")):
+                    for name, value in stored.items():
+                        if name.startswith(prefix):
+                            into.setdefault(name[len(prefix) :], np.empty((total, *value.shape[1:]), value.dtype))
+                            into[name[len(prefix) :]][chunk] = value
+                chunks_done += 1
+                runs_done += len(chunk)
+                tracker.update(chunks_done, runs_done)
+                continue
             # The last chunk repeats its final run to keep the compiled shape; the repeats are dropped.
             padded = np.concatenate([chunk, np.full(size - len(chunk), chunk[-1])])
             values = {name: swept[name][padded].astype(np.int32 if name == "d" else np.float32) for name in names}
@@ -327,12 +367,21 @@ def sweep(
                 log_history=histories,
                 optimizer=optimizer,
             )
-            _scatter(finals, jax.device_get(final), chunk, total)
+            final = jax.device_get(final)
+            _scatter(finals, final, chunk, total)
             if histories:
-                _scatter(histories_out, jax.device_get(history), chunk, total)
+                history = jax.device_get(history)
+                _scatter(histories_out, history, chunk, total)
+            if store:
+                arrays = {f"final/{k}": np.asarray(v)[: len(chunk)] for k, v in vars(final).items()}
+                if histories:
+                    arrays.update({f"history/{k}": np.asarray(v)[: len(chunk)] for k, v in vars(history).items()})
+                store.save(group_index, chunk_index, chunk, arrays)
             chunks_done += 1
             runs_done += len(chunk)
             tracker.update(chunks_done, runs_done)
+            if _after_chunk is not None:
+                _after_chunk(chunks_done)
 
     def by_grid(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return {name: value.reshape((*shape, seeds, *value.shape[1:])) for name, value in arrays.items()}
@@ -346,6 +395,7 @@ def sweep(
         "key": key if isinstance(key, int) else ("0" if key is None else "custom key"),
         "optimizer": "sgd(config.lr)" if optimizer is None else repr(optimizer),
         "histories": histories,
+        "checkpoint": None if store is None else {"directory": store.directory, "chunks_loaded": store.loaded},
         "precision": "float32, HIGHEST-precision contractions",
         "versions": {
             "jaxbo": __version__,

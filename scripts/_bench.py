@@ -1,0 +1,48 @@
+"""Shared helpers of the benchmark scripts: machine description and docs/benchmarks.md sections."""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import time
+
+import jax
+
+PAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "docs", "benchmarks.md")
+HEADER = """# Benchmarks
+
+Every number here is written by a script in `scripts/` (each owns one section below; rerun it to refresh
+that section). Wall times include compilation unless a row says otherwise.
+"""
+
+
+def machine() -> str:
+    """One line naming the machine, the JAX backend and its devices."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as handle:
+            names = [line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    devices = ", ".join(sorted({device.device_kind for device in jax.devices()}))
+    return f"{cpu}, {cores} cores; JAX {jax.__version__} on {jax.default_backend()} ({jax.device_count()} × {devices})"
+
+
+def timed(function, *args, **kwargs):
+    """(result, seconds) of ``function(*args, **kwargs)``, blocking on JAX outputs."""
+    start = time.perf_counter()
+    result = jax.block_until_ready(function(*args, **kwargs))
+    return result, time.perf_counter() - start
+
+
+def write_section(name: str, body: str, path: str = PAGE) -> None:
+    """Replace (or append) the section between ``<!-- name:start -->`` and ``<!-- name:end -->``."""
+    text = open(path).read() if os.path.exists(path) else HEADER
+    block = f"<!-- {name}:start -->\n{body.strip()}\n<!-- {name}:end -->"
+    pattern = re.compile(rf"<!-- {re.escape(name)}:start -->.*?<!-- {re.escape(name)}:end -->", re.S)
+    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
+    with open(path, "w") as handle:
+        handle.write(text)
