@@ -82,7 +82,8 @@ class CheckpointStore:
         if not os.path.exists(path):
             return None
         try:
-            with np.load(path, allow_pickle=False) as stored:
+            # Our own handle: np.load leaks its file when a truncated archive makes it raise.
+            with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as stored:
                 arrays = {name: stored[name] for name in stored.files}
             checksum = str(arrays.pop("checksum"))
             if checksum != _checksum(arrays) or not np.array_equal(arrays.pop("rows"), rows):

@@ -213,6 +213,8 @@ def merge(parts: list[SweepResult]) -> SweepResult:
         for name in grid_dims
         if any(not np.array_equal(part.coords[name], first.coords[name]) for part in parts[1:])
     ]
+    if not varying:
+        raise ValueError("cannot merge: parts overlap on every grid value (their grids are identical)")
     if len(varying) != 1:
         raise ValueError(f"cannot merge: parts must differ along exactly one grid axis, they differ along {varying}")
     (axis_name,) = varying
