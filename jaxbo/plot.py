@@ -69,6 +69,8 @@ def phase_diagram(
     y: str = "signal_norm",
     select: Mapping[str, float] | None = None,
     title: str | None = None,
+    boundary: np.ndarray | None = None,
+    boundary_label: str = "predicted boundary",
 ) -> Figure:
     """Train accuracy, test accuracy (means over seeds) and the majority regime over the (x, y) grid.
 
@@ -77,6 +79,9 @@ def phase_diagram(
       x, y: axis names for the horizontal and vertical directions.
       select: values of any further grid axes, e.g. ``{"noise_rate": 0.2}``.
       title: figure title (default: the settings held fixed).
+      boundary: optional (len(y values), len(x values)) array; its 0.5 level is drawn over every panel, e.g. a
+        predicted region (True inside) from ``jaxbo.theory``.
+      boundary_label: legend text of that line.
 
     Returns:
       A matplotlib ``Figure`` with three ``pcolormesh`` panels and colour bars.
@@ -103,6 +108,15 @@ def phase_diagram(
     for axis in axes:
         axis.set_xlabel(LABELS.get(x, x))
         axis.set_ylabel(LABELS.get(y, y))
+        if boundary is not None:
+            level = np.asarray(boundary, np.float64)
+            if level.shape != (len(ys), len(xs)):
+                raise ValueError(
+                    f"boundary has shape {level.shape}, expected {(len(ys), len(xs))} (y values, x values)"
+                )
+            axis.contour(xs, ys, level, levels=[0.5], colors="black", linewidths=2)
+            axis.plot([], [], color="black", linewidth=2, label=boundary_label)
+            axis.legend(loc="upper right", fontsize="small")
     config = result.config
     if title is None:
         title = (
@@ -113,9 +127,11 @@ def phase_diagram(
     return figure
 
 
-def dynamics(run, *, title: str | None = None) -> Figure:
+def dynamics(run, *, title: str | None = None, saturation: bool = False) -> Figure:
     """The paper's Figure-3-style panels for one ``Run``: attention per token role over training for clean
-    samples and for noisy samples, and train/test accuracy (with the noisy-fit rate) over training.
+    samples and for noisy samples, and train/test accuracy (with the noisy-fit rate) over training; with
+    ``saturation=True`` a fourth panel shows the cumulative 𝔖 per class over clean and noisy samples
+    (the quantities of the paper's Eq. 9 and 10).
 
     ``run`` must come from ``simulate`` (a single run with histories), not a vmapped batch.
     """
@@ -123,8 +139,8 @@ def dynamics(run, *, title: str | None = None) -> Figure:
     steps = np.asarray(run.log_steps)
     if steps.ndim != 1:
         raise ValueError(f"dynamics needs one run; got log_steps of shape {steps.shape} (index the batch first)")
-    figure = Figure(figsize=(15, 4.2), layout="constrained")
-    axes = figure.subplots(1, 3)
+    figure = Figure(figsize=(20 if saturation else 15, 4.2), layout="constrained")
+    axes = figure.subplots(1, 4 if saturation else 3)
     styles = ("-", "--", ":", "-.")
     for axis, name, label in (
         (axes[0], "attention_clean", "clean samples"),
@@ -144,6 +160,14 @@ def dynamics(run, *, title: str | None = None) -> Figure:
     axes[2].set_xlabel("step")
     axes[2].set_ylim(-0.02, 1.02)
     axes[2].legend()
+    if saturation:
+        for name, label in (("saturation_clean", "clean"), ("saturation_noisy", "noisy")):
+            values = np.asarray(getattr(history, name))
+            for column, klass in enumerate(("y = +1", "y = −1")):
+                axes[3].plot(steps, values[:, column], "-" if label == "clean" else "--", label=f"{label}, {klass}")
+        axes[3].set_title("cumulative 𝔖 = Σ s_R(1 − s_R)")
+        axes[3].set_xlabel("step")
+        axes[3].legend()
     if title:
         figure.suptitle(title)
     return figure

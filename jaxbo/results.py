@@ -11,7 +11,15 @@ from typing import Any
 import numpy as np
 
 from jaxbo.config import Config, field_names
-from jaxbo.theory import BENIGN, HARMFUL, NOT_OVERFITTING, REGIME_NAMES
+from jaxbo.theory import (
+    BENIGN,
+    HARMFUL,
+    NOT_OVERFITTING,
+    REGIME_NAMES,
+    class_balance,
+    clean_dominance,
+    first_time,
+)
 
 #: Default ε of the benign/harmful split: benign needs test accuracy >= 1 − ε.
 REGIME_TOLERANCE = 0.005
@@ -68,6 +76,35 @@ class SweepResult:
     def majority_regime(self) -> np.ndarray:
         """Most frequent regime over seeds per grid cell, (*grid_shape,); ties go to the lower code."""
         return np.argmax(self.regime_fractions(), axis=-1).astype(np.int32)
+
+    def clean_dominance(self, threshold: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+        """Eq. 9 per run (``theory.clean_dominance``): (ratio, holds), each (*grid_shape, seeds)."""
+        ratio, holds = clean_dominance(self.final["saturation_clean"], self.final["saturation_noisy"], threshold)
+        return np.asarray(ratio), np.asarray(holds)
+
+    def class_balance(self, bound: float = 2.5) -> tuple[np.ndarray, np.ndarray]:
+        """Eq. 10 per run (``theory.class_balance``): (ratios (…, 2) for clean/noisy, holds (…))."""
+        ratios, holds = class_balance(self.final["saturation_clean"], self.final["saturation_noisy"], bound)
+        return np.asarray(ratios), np.asarray(holds)
+
+    def time_to_fit(self) -> np.ndarray:
+        """First logged step from which every training label stays fitted, (*grid_shape, seeds); −1 if never.
+
+        Needs a sweep with ``histories=True``.
+        """
+        return self._first_time("train_accuracy", 1.0)
+
+    def time_to_generalise(self) -> np.ndarray:
+        """First logged step from which test accuracy stays >= 1 − ε, (*grid_shape, seeds); −1 if never.
+
+        Needs ``histories=True``. Comparing it with ``time_to_fit`` shows the paper's delayed generalisation.
+        """
+        return self._first_time("test_accuracy", 1.0 - self.regime_tolerance)
+
+    def _first_time(self, name: str, threshold: float) -> np.ndarray:
+        if not self.history:
+            raise ValueError("this sweep kept no histories: rerun jaxbo.sweep(..., histories=True)")
+        return np.asarray(first_time(self.history[name], self.log_steps, threshold))
 
     def mean(self, name: str) -> np.ndarray:
         """Mean over seeds of ``final[name]`` (NaNs, e.g. ``noisy_fit`` at η = 0, ignored), (*grid_shape, …)."""

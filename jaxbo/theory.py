@@ -8,7 +8,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxbo.data import RELEVANT, ROLE_NAMES
+from jaxbo.data import RELEVANT, ROLE_NAMES, WEAK_OPPOSITE
 
 
 def role_attention(attention: jax.Array, roles: jax.Array) -> jax.Array:
@@ -61,3 +61,202 @@ def regime(train_accuracy: jax.Array, test_accuracy: jax.Array, tolerance: float
     """
     fitted = train_accuracy >= 1.0
     return jnp.where(fitted, jnp.where(test_accuracy >= 1.0 - tolerance, BENIGN, HARMFUL), NOT_OVERFITTING)
+
+
+# --- The paper's convergence conditions on cumulative 𝔖 (spec §5; v1 Eq. 9 and Eq. 10) -----------------------
+# Reading taken (the exact constants of v1 could not be checked here): Eq. 9 asks the clean samples' cumulative
+# 𝔖 to dominate the noisy samples' one, measured as the ratio of totals against a threshold (default 1);
+# Eq. 10 asks the per-class sums to stay within a constant ratio, the bound defaulting to 2.5 (the authors
+# report ratios of about 0.5–2.5).
+
+
+def clean_dominance(saturation_clean: jax.Array, saturation_noisy: jax.Array, threshold: float = 1.0):
+    """Eq. 9 as a ratio: Σ_τ Σ_{i∈𝒞} 𝔖⁽ⁱ⁾(τ) / Σ_τ Σ_{j∈𝒩} 𝔖⁽ʲ⁾(τ), and whether it is >= ``threshold``.
+
+    Args:
+      saturation_clean, saturation_noisy: cumulative 𝔖 per class, (..., 2) (``Metrics`` fields).
+
+    Returns:
+      (ratio (...,), holds (...,) bool); the ratio is +inf when 𝒩 is empty or never saturates.
+    """
+    clean = jnp.sum(saturation_clean, axis=-1)
+    noisy = jnp.sum(saturation_noisy, axis=-1)
+    ratio = jnp.where(noisy > 0, clean / jnp.where(noisy > 0, noisy, 1.0), jnp.inf)
+    return ratio, ratio >= threshold
+
+
+def class_balance(saturation_clean: jax.Array, saturation_noisy: jax.Array, bound: float = 2.5):
+    """Eq. 10 as ratios: class y = +1 over class y = −1 of the cumulative 𝔖, for 𝒞 and for 𝒩.
+
+    Returns:
+      (ratios (..., 2) for [clean, noisy], holds (...,) bool: every defined ratio in [1/bound, bound]).
+      A group without samples of both classes gives NaN and is not counted against the condition.
+    """
+    sums = jnp.stack([saturation_clean, saturation_noisy], axis=-2)  # (..., 2 groups, 2 classes)
+    positive, negative = sums[..., 0], sums[..., 1]
+    defined = (positive > 0) & (negative > 0)
+    ratios = jnp.where(defined, positive / jnp.where(defined, negative, 1.0), jnp.nan)
+    inside = (ratios >= 1.0 / bound) & (ratios <= bound)
+    return ratios, jnp.all(inside | ~defined, axis=-1)
+
+
+# --- Attention gaps and the growth function (spec §5; v3) ------------------------------------------------------
+# Reading taken: the attention gaps are gaps of attention logits a_t = x_tᵀWᵀp. Λ_{i,t} measures how far the
+# relevant token leads token t (what clean samples need), Γ_{i,t} how far the first weakly-relevant
+# opposite token u leads token t (what noisy samples need to be fitted).
+
+
+def attention_gaps(logits: jax.Array, roles: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Λ_{i,t} = a_{i,r} − a_{i,t} and Γ_{i,t} = a_{i,u} − a_{i,t}, each (n, T), for logits a (n, T).
+
+    r is the first relevant token and u the first weakly-relevant opposite token (``roles``: (T,)); if the
+    layout has no opposite token, Γ is NaN.
+    """
+    relevant = jnp.argmax(roles == RELEVANT)
+    has_opposite = jnp.any(roles == WEAK_OPPOSITE)
+    opposite = jnp.argmax(roles == WEAK_OPPOSITE)
+    lam = logits[..., relevant, None] - logits
+    gamma = jnp.where(has_opposite, logits[..., opposite, None] - logits, jnp.nan)
+    return lam, gamma
+
+
+def growth(x: jax.Array, T: int | jax.Array) -> jax.Array:
+    """g(x) = 2x + 2 sinh(x − log T), the paper's growth function (v3).
+
+    It is the time integral of the softmax's vanishing update: for s(x) = eˣ/(eˣ + T), s(1 − s) = 1/g′(x),
+    so a logit gap obeying dx/dτ = κ·s(1 − s) satisfies g(x(τ)) = g(x(0)) + κτ (``gap_time``).
+    """
+    return 2.0 * x + 2.0 * jnp.sinh(x - jnp.log(T))
+
+
+def inverse_growth(y: jax.Array, T: int | jax.Array, iterations: int = 100) -> jax.Array:
+    """x with g(x) = y (g is strictly increasing, g′ >= 4), by bisection on a bracket that always holds."""
+    y = jnp.asarray(y, jnp.result_type(float))
+    log_t = jnp.log(jnp.asarray(T, y.dtype))
+    half_width = jnp.arcsinh(jnp.abs(y) / 2) + jnp.abs(y) / 2 + 1.0 + jnp.abs(log_t)
+    low, high = log_t - half_width, log_t + half_width
+
+    def bisect(_, bracket):
+        low, high = bracket
+        middle = (low + high) / 2
+        above = growth(middle, T) > y
+        return jnp.where(above, low, middle), jnp.where(above, middle, high)
+
+    low, high = jax.lax.fori_loop(0, iterations, bisect, (low, high))
+    return (low + high) / 2
+
+
+def gap_time(x: jax.Array, x0: jax.Array, rate: jax.Array, T: int | jax.Array) -> jax.Array:
+    """Time for a logit gap to grow from ``x0`` to ``x`` when dx/dτ = rate · s(1 − s): (g(x) − g(x0)) / rate.
+
+    Exponential in x once x > log T: the origin of the paper's delayed (after the fit) generalisation.
+    """
+    return (growth(x, T) - growth(x0, T)) / rate
+
+
+def first_time(values: jax.Array, steps: jax.Array, threshold: float) -> jax.Array:
+    """First logged step from which ``values`` (..., L) stay >= ``threshold`` to the end; −1 if they never do.
+
+    With train accuracy and threshold 1 this is the time to fit; with test accuracy and 1 − ε the time to
+    generalise (both at the resolution of ``log_every``).
+    """
+    ok = values >= threshold
+    stays = jnp.flip(jnp.cumprod(jnp.flip(ok, -1).astype(jnp.int32), axis=-1), -1).astype(bool)  # ok from here on
+    index = jnp.argmax(stays, axis=-1)
+    return jnp.where(jnp.any(stays, axis=-1), jnp.asarray(steps)[index], -1)
+
+
+def signal_to_noise(signal_norm, sigma, d):
+    """SNR = ‖μ‖ / (σ√d). Reading taken: the usual signal-to-noise ratio of the benign-overfitting literature
+    (signal norm over the noise vector's norm); the exact normalisation of v3 could not be checked here."""
+    return signal_norm / (sigma * jnp.sqrt(d))
+
+
+# --- High-probability facts the proofs rely on ("good event") -------------------------------------------------
+
+
+def noise_vectors(dataset, config) -> jax.Array:
+    """ε = x − m for every token of a d-dimensional (primal) data set: (n, T, width)."""
+    from jaxbo.data import signal_coefficients
+
+    means = config.signal_norm * signal_coefficients(dataset.roles, dataset.clean_labels, config.rho)
+    return dataset.tokens.at[..., :2].add(-means)
+
+
+def good_event(dataset, config, delta: float = 0.05) -> dict[str, tuple[jax.Array, jax.Array]]:
+    """Which of the proofs' high-probability facts hold for a sampled (primal) data set.
+
+    Each entry is (holds, worst) with worst = max over tokens of |statistic| / bound (<= 1 where it holds);
+    each fact fails with probability at most ``delta`` under the model (so all three hold w.p. >= 1 − 3δ).
+    With N = nT tokens:
+      ``noise_norms``: |‖ε‖² − σ²d| <= σ²(2√(d·x) + 2x), x = log(2N/δ) (Laurent–Massart, both tails);
+      ``noise_cross``: |⟨ε_t, ε_t′⟩| <= σ·max(‖ε_t‖, ‖ε_t′‖)·√(2 log(N²/δ)) for t ≠ t′ — the spec's
+        "≲ σ²√(d log(n/δ))" with its constant;
+      ``signal_noise``: |⟨ε_t, μ_c⟩| <= σ‖μ‖√(2 log(4N/δ)), c = 1, 2.
+    """
+    noise = noise_vectors(dataset, config).reshape(-1, dataset.tokens.shape[-1])
+    count = noise.shape[0]
+    d, sigma = config.d, config.sigma
+    squared = jnp.sum(noise * noise, axis=-1)
+    x = jnp.log(2 * count / delta)
+    norm_ratio = jnp.abs(squared - sigma**2 * d) / (sigma**2 * (2 * jnp.sqrt(d * x) + 2 * x))
+    gram = noise @ noise.T
+    norms = jnp.sqrt(squared)
+    cross_bound = sigma * jnp.maximum(norms[:, None], norms[None, :]) * jnp.sqrt(2 * jnp.log(count**2 / delta))
+    off_diagonal = ~jnp.eye(count, dtype=bool)
+    cross_ratio = jnp.where(off_diagonal, jnp.abs(gram) / cross_bound, 0.0)
+    overlap = config.signal_norm * jnp.abs(noise[:, :2])  # ⟨ε, μ_c⟩ = ‖μ‖ ε_c
+    overlap_ratio = overlap / (sigma * config.signal_norm * jnp.sqrt(2 * jnp.log(4 * count / delta)))
+    facts = {"noise_norms": norm_ratio, "noise_cross": cross_ratio, "signal_noise": overlap_ratio}
+    return {name: (jnp.max(ratio) <= 1.0, jnp.max(ratio)) for name, ratio in facts.items()}
+
+
+# --- The existence construction (Theorem 4.1 in v1) ------------------------------------------------------------
+# v1 builds p = (signal direction in span(μ₁, μ₂)) + Σ_{j∈𝒩} β_j ε_{u_j}, memorising for each noisy sample j the
+# noise of a weakly-relevant-opposite token u_j. The proof's exact coefficients could not be checked here; the
+# ones below are derived from the same mechanism so that every logit gap clears a margin m:
+#   κ(1 − ρ) = log T + m        (clean samples: relevant tokens lead every other token by log T + m),
+#   β_j = κ(1 − ρ) + log(T/ρ) + m  (noisy samples: u_j leads the relevant token by log(T/ρ) + m, so
+#                                 s_u·ρ outweighs the relevant token's score).
+
+
+def existence_coefficients(config, margin: float = 3.0) -> tuple[jax.Array, jax.Array]:
+    """(κ, β) of the construction: signal scale κ and memorisation coefficient β (same for every j ∈ 𝒩)."""
+    kappa = (jnp.log(config.T) + margin) / (1.0 - config.rho)
+    beta = kappa * (1.0 - config.rho) + jnp.log(config.T / config.rho) + margin
+    return kappa, beta
+
+
+def existence_query(dataset, config, margin: float = 3.0) -> jax.Array:
+    """p* = κ(μ₁ + μ₂)/‖μ‖² + Σ_{j∈𝒩} β ε_{u_j}/‖ε_{u_j}‖², (width,), for a primal training set.
+
+    u_j is sample j's first weakly-relevant opposite token (the layout must have one).
+    """
+    kappa, beta = existence_coefficients(config, margin)
+    width = dataset.tokens.shape[-1]
+    opposite = jnp.argmax(dataset.roles == WEAK_OPPOSITE)
+    memorised = noise_vectors(dataset, config)[:, opposite, :]  # (n, width)
+    memorised = memorised / jnp.sum(memorised * memorised, axis=-1, keepdims=True)
+    signal = jnp.zeros(width).at[0].set(1.0).at[1].set(1.0) * kappa / config.signal_norm  # κ(μ₁+μ₂)/‖μ‖²
+    return signal + beta * jnp.sum(jnp.where(dataset.noisy_mask[:, None], memorised, 0.0), axis=0)
+
+
+def existence_conditions(config, n_noisy: int, margin: float = 3.0, delta: float = 0.05) -> dict[str, jax.Array]:
+    """Sufficient conditions (on the good event) for ``existence_query`` to fit every label and generalise.
+
+    Each value is a ratio that must be < 1:
+      ``score_noise``: token-score noise |νᵀε| <= σ z/‖μ‖·(1/√2)·√2 against the weak token's score ρ/√2
+        (else a memorised token's score can have the wrong sign);
+      ``crosstalk``: logit noise from memorisation, |𝒩|·β·z/√d, against m/2 (d must be large: noise
+        vectors nearly orthogonal);
+      ``signal_overlap``: logit noise of the signal part, κ√2·σz/‖μ‖, against m/2;
+    with z = √(2 log(N²/δ)) and N = nT (training and test tokens alike).
+    """
+    kappa, beta = existence_coefficients(config, margin)
+    count = config.n_train * config.T
+    z = jnp.sqrt(2 * jnp.log(count**2 / delta))
+    return {
+        "score_noise": (config.sigma * z / config.signal_norm) / config.rho,
+        "crosstalk": n_noisy * beta * z / jnp.sqrt(config.d) / (margin / 2),
+        "signal_overlap": kappa * jnp.sqrt(2.0) * config.sigma * z / config.signal_norm / (margin / 2),
+    }
