@@ -13,7 +13,9 @@ PAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "docs", "b
 HEADER = """# Benchmarks
 
 Every number here is written by a script in `scripts/` (each owns one section below; rerun it to refresh
-that section). Wall times include compilation unless a row says otherwise.
+that section). Wall times include compilation unless a row says otherwise. No GPU or TPU was lent to the
+session that wrote these numbers, so only CPU figures are recorded; rerun the scripts on an accelerator to add
+its own (the machine line of each section names the backend).
 """
 
 
