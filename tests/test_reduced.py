@@ -1,5 +1,7 @@
 """The exact reduced engine against the d-dimensional simulation."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -20,19 +22,12 @@ def test_deterministic_equivalence_with_the_exact_reduction_of_a_primal_data_set
     q, r = np.linalg.qr(noise.T)  # Z = L Qᵀ with L = Rᵀ lower-triangular
     rows = r.T.reshape(config.n_train, config.T, N)
     test_noise = np.asarray(primal_test.tokens[..., 2:], np.float64) @ q  # g = Qᵀz′
-    reduced_train = data.Dataset(
-        tokens=jnp.asarray(np.concatenate([primal_train.tokens[..., :2], rows], -1), jnp.float32),
-        labels=primal_train.labels,
-        clean_labels=primal_train.clean_labels,
-        noisy_mask=primal_train.noisy_mask,
-        roles=primal_train.roles,
+    # Same labels and roles, tokens mapped to [S-part | L-row] and [S-part | Qᵀz′].
+    reduced_train = dataclasses.replace(
+        primal_train, tokens=jnp.asarray(np.concatenate([primal_train.tokens[..., :2], rows], -1), jnp.float32)
     )
-    reduced_test = data.Dataset(
-        tokens=jnp.asarray(np.concatenate([primal_test.tokens[..., :2], test_noise], -1), jnp.float32),
-        labels=primal_test.labels,
-        clean_labels=primal_test.clean_labels,
-        noisy_mask=primal_test.noisy_mask,
-        roles=primal_test.roles,
+    reduced_test = dataclasses.replace(
+        primal_test, tokens=jnp.asarray(np.concatenate([primal_test.tokens[..., :2], test_noise], -1), jnp.float32)
     )
     runs = []
     for train_set, test_set, width in ((primal_train, primal_test, config.d), (reduced_train, reduced_test, 2 + N)):
