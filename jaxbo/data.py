@@ -156,6 +156,38 @@ def sample(
     )
 
 
+def sample_test_projected(
+    key: jax.Array, config: Config, query: jax.Array, head: jax.Array
+) -> tuple[Dataset, jax.Array, jax.Array]:
+    """A clean test set for one fixed query, in 4 coordinates, exact for every test metric.
+
+    The model sees a test token only through a_t = x_tᵀq (q = Wᵀp) and γ_t = x_tᵀν. Take an orthonormal basis
+    B (width × 4) of span{e₁, e₂, q, ν}: the token means lie in it, and for a q independent of the test set
+    the noise's coordinates Bᵀε are N(0, σ²I₄) while the rest of ε is orthogonal to q and ν. So tokens
+    Bᵀm_t + σ·N(0, I₄) with query Bᵀq and head Bᵀν give every test metric exactly its distribution under the
+    full d-dimensional draw, at 4 normals per token instead of d (either engine: ``query`` and ``head`` in the
+    engine's coordinates). Used when only final metrics are wanted; it is another sample than ``sample``'s.
+
+    Args:
+      key: test-set key; config: run configuration; query: q = Wᵀp, (width,); head: ν, (width,).
+
+    Returns:
+      (test set with tokens (n_test, T, 4), query Bᵀq (4,), head Bᵀν (4,)).
+    """
+    n, T = config.n_test, config.T
+    width = query.shape[0]
+    spanning = jnp.zeros((width, 4), jnp.float32).at[0, 0].set(1.0).at[1, 1].set(1.0)
+    spanning = spanning.at[:, 2].set(query).at[:, 3].set(head)
+    basis, _ = jnp.linalg.qr(spanning)  # orthonormal columns even when q = 0 or q ∈ span(e₁, e₂)
+    roles = jnp.asarray(token_roles(config.layout, T))
+    clean = jnp.asarray(balanced_labels(n))
+    means = config.signal_norm * signal_coefficients(roles, clean, config.rho)  # on (e₁, e₂): (n, T, 2)
+    noise = jax.random.normal(jax.random.fold_in(key, _TOKEN_STREAM), (n, T, 4), jnp.float32)
+    tokens = means @ basis[:2] + config.sigma * noise  # Bᵀm = m₁B[0] + m₂B[1]
+    test = Dataset(tokens=tokens, labels=clean, clean_labels=clean, noisy_mask=jnp.zeros(n, bool), roles=roles)
+    return test, basis.T @ query, basis.T @ head
+
+
 def sample_train_test(key: jax.Array, config: Config, *, width: int | None = None) -> tuple[Dataset, Dataset]:
     """The training set (n_train, flipped labels) and clean test set (n_test) of one run key.
 

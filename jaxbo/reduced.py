@@ -97,32 +97,6 @@ def sample_test(key: jax.Array, config: Config) -> Dataset:
     )
 
 
-def sample_test_along(key: jax.Array, config: Config, p: jax.Array) -> tuple[Dataset, jax.Array]:
-    """A test set for one fixed query p, in 3 coordinates: [S-part, ξ] with p mapped to [p₁, p₂, ‖p_⊥‖].
-
-    For a p drawn independently of the test set, gᵀp_⊥ ~ N(0, σ²‖p_⊥‖²) exactly, and ν ∈ S sees no ⊥-noise,
-    so one normal per token replaces N of them: every test metric has the same distribution as with
-    ``sample_test``, at (n_test, T, 3) memory. Used when only final metrics are wanted.
-
-    Returns:
-      (test set with tokens (n_test, T, 3), the matching query (3,)).
-    """
-    n, T = config.n_test, config.T
-    roles = jnp.asarray(token_roles(config.layout, T))
-    clean = jnp.asarray(balanced_labels(n))
-    signal = _signal_part(jax.random.fold_in(key, _SIGNAL_STREAM), config, clean, roles)
-    xi = config.sigma * jax.random.normal(jax.random.fold_in(key, _TOKEN_STREAM), (n, T, 1), jnp.float32)
-    query = jnp.concatenate([p[:2], jnp.linalg.norm(p[2:])[None]])
-    test = Dataset(
-        tokens=jnp.concatenate([signal, xi], axis=-1),
-        labels=clean,
-        clean_labels=clean,
-        noisy_mask=jnp.zeros(n, bool),
-        roles=roles,
-    )
-    return test, query
-
-
 def sample_train_test(key: jax.Array, config: Config) -> tuple[Dataset, Dataset]:
     """Reduced training and (full-width) test sets of one run key, from independent streams."""
     train_key, test_key, _ = run_keys(key)

@@ -20,7 +20,7 @@ from jaxbo.loss import (
     trainable,
     with_trainable,
 )
-from jaxbo.model import PRECISION, Params, attention_logits, init_params, token_scores
+from jaxbo.model import PRECISION, Params, attention_logits, effective_query, init_params, token_scores
 from jaxbo.theory import role_attention, saturation, saturation_by_group
 
 
@@ -272,9 +272,10 @@ def run(
     """Sample data, initialise and train one run; pure and jit-able with ``width``, ``engine`` static.
 
     ``engine="primal"`` samples d-dimensional tokens zero-padded to ``width`` >= d; ``"reduced"`` samples the
-    exact 2 + n_train·T representation (``width`` is then ignored and d may be any traced value). In the
-    reduced engine without ``log_history`` the final test metrics use ``reduced.sample_test_along`` (an exact,
-    cheaper draw of the same distribution), so they are another test sample than with ``log_history``.
+    exact 2 + n_train·T representation (``width`` is then ignored and d may be any traced value). Without
+    ``log_history`` no test set is sampled up front: the final test metrics use
+    ``data.sample_test_projected``, an exact draw in 4 coordinates (so they are another test sample than with
+    ``log_history``, from the same distribution), which is what makes sweeps cheap.
     """
     train_key, test_key, weights_key = data_lib.run_keys(key)
     if engine == "reduced":
@@ -282,15 +283,18 @@ def run(
         train_set = reduced.sample_train(train_key, config)
         test_set = reduced.sample_test(test_key, config) if log_history else None
     else:
-        train_set, test_set = data_lib.sample_train_test(key, config, width=width)
+        train_set = data_lib.sample(train_key, config, config.n_train, flip=True, width=width)
+        test_set = data_lib.sample(test_key, config, config.n_test, flip=False, width=width) if log_history else None
     params = init_params(weights_key, config, width)
     kernel = engine == "reduced" and optimizer is None and config.gradient == "analytic"
     final_params, history, final = train(
         config, params, train_set, test_set, optimizer=optimizer, log_history=log_history, kernel=kernel
     )
-    if test_set is None:  # reduced engine, final metrics only: ``final`` holds the training metrics
-        test_set, query = reduced.sample_test_along(test_key, config, final_params.p)
-        test_params = Params(p=query, nu=params.nu[:3].at[2].set(0.0))
+    if test_set is None:  # final metrics only: ``final`` holds the training metrics
+        test_set, query, head = data_lib.sample_test_projected(
+            test_key, config, effective_query(final_params), final_params.nu
+        )
+        test_params = Params(p=query, nu=head)
         test_metrics = _test_metrics(test_params, test_set, token_scores(test_params, test_set.tokens))
         final = Metrics(**final, **test_metrics)
     log_steps = jnp.arange(1, config.n_logs + 1, dtype=jnp.int32) * config.log_every

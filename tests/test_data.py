@@ -73,3 +73,35 @@ def test_train_and_test_sets_are_independent(key):
     assert abs(np.corrcoef(noise_train, noise_test)[0, 1]) < 5 / np.sqrt(noise_train.size)
     again, _ = data.sample_train_test(key, config)
     np.testing.assert_array_equal(again.tokens, train.tokens)
+
+
+def test_projected_test_draw_has_the_exact_joint_distribution_of_logits_and_scores():
+    # For a fixed query q and head ν, a_t = x_tᵀq and γ_t = x_tᵀν are Gaussian with mean m_tᵀq, m_tᵀν,
+    # variances σ²‖q‖², σ²‖ν‖² and covariance σ² qᵀν: closed forms, independent of both samplers.
+    config = jaxbo.Config(n_test=400, T=4, d=30, sigma=1.3, signal_norm=2.0)
+    q = jax.random.normal(jax.random.key(1), (30,))
+    nu = jaxbo.model.head(config, 30) + 0.05 * jax.random.normal(jax.random.key(2), (30,))
+    keys = jax.random.split(jax.random.key(3), 200)
+
+    def projected(key):
+        test, query, head = data.sample_test_projected(key, config, q, nu)
+        return test.tokens @ query, test.tokens @ head
+
+    def full(key):
+        test = data.sample(key, config, config.n_test, flip=False)
+        return test.tokens @ q, test.tokens @ nu
+
+    means = config.signal_norm * data.signal_coefficients(
+        jnp.asarray(data.token_roles(config.layout, config.T)), jnp.asarray(data.balanced_labels(400)), config.rho
+    )
+    expected_a, expected_g = means @ q[:2], means @ nu[:2]
+    for sampler in (projected, full):
+        a, g = (np.asarray(v, np.float64) for v in jax.vmap(sampler)(keys))  # (keys, n, T)
+        ra, rg = a - np.asarray(expected_a), g - np.asarray(expected_g)
+        count = ra.size
+        s2 = config.sigma**2
+        np.testing.assert_allclose(ra.mean(), 0, atol=5 * np.sqrt(s2 * float(q @ q) / count))
+        np.testing.assert_allclose(ra.var() / (s2 * float(q @ q)), 1, atol=5 * np.sqrt(2 / count))
+        np.testing.assert_allclose(rg.var() / (s2 * float(nu @ nu)), 1, atol=5 * np.sqrt(2 / count))
+        correlation = float(q @ nu) / np.sqrt(float(q @ q) * float(nu @ nu))
+        np.testing.assert_allclose(np.corrcoef(ra.ravel(), rg.ravel())[0, 1], correlation, atol=5 / np.sqrt(count))
