@@ -31,7 +31,7 @@ from jaxbo._version import __version__
 from jaxbo.checkpoint import CheckpointStore
 from jaxbo.config import SWEEPABLE, Config
 from jaxbo.results import REGIME_TOLERANCE, SweepResult, config_to_json
-from jaxbo.train import Metrics, as_key, resolve_engine, run
+from jaxbo.train import as_key, resolve_engine, run
 
 #: Default memory budget of one chunk's data, bytes; the chunk size follows from it.
 MEMORY_BUDGET = 1 << 30
@@ -138,7 +138,8 @@ def _bytes_per_run(config: Config, engine: str, width: int, log_history: bool) -
         test_width = (2 + N) if log_history else 3
         data = 4 * T * (config.n_train * (2 + N) + config.n_test * test_width) * 3 + 4 * N * N * 2
     else:
-        data = 4 * T * width * (config.n_train + config.n_test) * 3
+        # Final-only runs draw their test set in 4 coordinates (data.sample_test_projected).
+        data = 4 * T * width * (config.n_train + (config.n_test if log_history else 0)) * 3 + 4 * T * config.n_test * 12
         if config.attention != "identity":
             data += 4 * width * width * 4
     history = 4 * 40 * config.n_logs if log_history else 0
@@ -198,13 +199,13 @@ class _Progress:
         )
 
 
-def _scatter(into: dict[str, np.ndarray], metrics: Metrics, rows: np.ndarray, total: int) -> None:
-    """Copy a chunk's metrics (leading axis = padded chunk) to rows ``rows`` of the (total, …) arrays."""
-    for field in dataclasses.fields(Metrics):
-        values = np.asarray(getattr(metrics, field.name))
-        if field.name not in into:
-            into[field.name] = np.empty((total, *values.shape[1:]), values.dtype)
-        into[field.name][rows] = values[: len(rows)]
+def _scatter(into: dict[str, np.ndarray], arrays: dict[str, np.ndarray], rows: np.ndarray, total: int) -> None:
+    """Copy a chunk's arrays (leading axis: the chunk, maybe padded) to rows ``rows`` of the (total, …) arrays."""
+    for name, values in arrays.items():
+        values = np.asarray(values)
+        if name not in into:
+            into[name] = np.empty((total, *values.shape[1:]), values.dtype)
+        into[name][rows] = values[: len(rows)]
 
 
 def sweep(
@@ -346,10 +347,8 @@ def sweep(
             stored = store.load(group_index, chunk_index, chunk) if store else None
             if stored is not None:
                 for into, prefix in ((finals, "final/"), (histories_out, "history/")):
-                    for name, value in stored.items():
-                        if name.startswith(prefix):
-                            into.setdefault(name[len(prefix) :], np.empty((total, *value.shape[1:]), value.dtype))
-                            into[name[len(prefix) :]][chunk] = value
+                    part = {k[len(prefix) :]: v for k, v in stored.items() if k.startswith(prefix)}
+                    _scatter(into, part, chunk, total)
                 chunks_done += 1
                 runs_done += len(chunk)
                 tracker.update(chunks_done, runs_done)
@@ -367,15 +366,13 @@ def sweep(
                 log_history=histories,
                 optimizer=optimizer,
             )
-            final = jax.device_get(final)
+            final = vars(jax.device_get(final))
+            history = vars(jax.device_get(history)) if histories else {}
             _scatter(finals, final, chunk, total)
-            if histories:
-                history = jax.device_get(history)
-                _scatter(histories_out, history, chunk, total)
+            _scatter(histories_out, history, chunk, total)
             if store:
-                arrays = {f"final/{k}": np.asarray(v)[: len(chunk)] for k, v in vars(final).items()}
-                if histories:
-                    arrays.update({f"history/{k}": np.asarray(v)[: len(chunk)] for k, v in vars(history).items()})
+                arrays = {f"final/{k}": np.asarray(v)[: len(chunk)] for k, v in final.items()}
+                arrays.update({f"history/{k}": np.asarray(v)[: len(chunk)] for k, v in history.items()})
                 store.save(group_index, chunk_index, chunk, arrays)
             chunks_done += 1
             runs_done += len(chunk)

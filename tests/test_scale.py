@@ -146,17 +146,19 @@ def test_checkpoint_of_another_sweep_is_refused(tmp_path):
 
 
 def test_chunk_size_follows_the_memory_budget():
+    budget = 50_000
     small = jaxbo.sweep(
         {"d": [40, 50]},
         seeds=4,
         config=CONFIG,
         engine="primal",
-        memory_budget=200_000,
+        memory_budget=budget,
         progress=False,
         devices=jaxbo.sweep_module.jax.devices()[:1],
     )
-    per_run = small.metadata["plan"]["groups"][0]["bytes_per_run"]
-    assert small.metadata["plan"]["groups"][0]["chunk_size"] == max(1, 200_000 // per_run) < 8
+    group = small.metadata["plan"]["groups"][0]
+    assert group["runs"] == 4 and budget // group["bytes_per_run"] < 4  # the budget, not the run count, binds
+    assert group["chunk_size"] == max(1, budget // group["bytes_per_run"])
 
 
 def test_progress_lines_go_to_stderr_between_chunks(capsys):
