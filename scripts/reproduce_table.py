@@ -111,10 +111,10 @@ key streams, so no such leak exists. Seeds differ (NumPy's generator vs JAX's), 
 noise, not digit for digit.
 
 Reading the table: the (2, 2, 2) layout — the one the authors' numbers above were measured with — lands
-where they do: (2000, 20) benign in every seed, (4500, 5) fits every label with test accuracy 0.985
-(theirs 0.986–0.991), and (1000, 80) leaves noisy labels unfitted in most seeds (theirs: 3 of 5). With the
-(1, 1, 1) layout of the authors' current code, (4500, 5) is clearly harmful (test ≈ 0.89, the paper's table
-says 91 %), but (1000, 80) fits every noisy label within 1000 steps: with a single weakly-relevant opposite
+where they do: (2000, 20) benign in every seed, (4500, 5) fits every label with test accuracy in or near the
+authors' 0.986–0.991, and (1000, 80) leaves noisy labels unfitted in part of the seeds (theirs: 3 of 5). With
+the (1, 1, 1) layout of the authors' current code, (4500, 5) is clearly harmful (the paper's table says 91 %
+test accuracy), but (1000, 80) fits every noisy label within 1000 steps: with a single weakly-relevant opposite
 token per sample, the noisy samples need one token's noise memorised rather than two, which happens sooner.
 The paper's "(1000, 80): no overfitting, train 90 %" therefore matches the (2, 2, 2) variant.
 """
