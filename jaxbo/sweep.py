@@ -31,7 +31,7 @@ from jaxbo._version import __version__
 from jaxbo.checkpoint import CheckpointStore
 from jaxbo.config import SWEEPABLE, Config
 from jaxbo.results import REGIME_TOLERANCE, SweepResult, config_to_json
-from jaxbo.train import as_key, resolve_engine, run
+from jaxbo.train import as_key, checked_engine, run
 
 #: Default memory budget of one chunk's data, bytes; the chunk size follows from it.
 MEMORY_BUDGET = 1 << 30
@@ -256,9 +256,7 @@ def sweep(
     """
     started = time.perf_counter()
     config = Config() if config is None else config
-    if not isinstance(config, Config):
-        raise TypeError(f"config must be a jaxbo.Config, got {type(config).__name__}")
-    config.validate()
+    engine = checked_engine(config, optimizer, engine)
     axes = validate_grid(grid, config)
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise ValueError(f"seeds = {seeds!r} must be an int >= 1")
@@ -271,10 +269,7 @@ def sweep(
             raise ValueError(f"{name} = {value!r} must be an int >= {low}")
     if not (isinstance(regime_tolerance, int | float) and 0 <= regime_tolerance < 1):
         raise ValueError(f"regime_tolerance = {regime_tolerance!r} must be a number in [0, 1)")
-    if optimizer is not None and not isinstance(optimizer, optax.GradientTransformation):
-        raise TypeError(f"optimizer must be an optax.GradientTransformation, got {type(optimizer).__name__}")
     base_key = as_key(0 if key is None else key)
-    engine = resolve_engine(config, optimizer, engine)
     devices = list(jax.local_devices() if devices is None else devices)
     if not devices or not all(isinstance(device, jax.Device) for device in devices):
         raise TypeError(f"devices must be a non-empty sequence of jax.Device, got {devices!r}")

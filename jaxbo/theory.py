@@ -8,7 +8,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxbo.data import RELEVANT, ROLE_NAMES, WEAK_OPPOSITE
+from jaxbo.data import RELEVANT, ROLE_NAMES, WEAK_OPPOSITE, signal_coefficients
 
 
 def role_attention(attention: jax.Array, roles: jax.Array) -> jax.Array:
@@ -177,8 +177,6 @@ def signal_to_noise(signal_norm, sigma, d):
 
 def noise_vectors(dataset, config) -> jax.Array:
     """ε = x − m for every token of a d-dimensional (primal) data set: (n, T, width)."""
-    from jaxbo.data import signal_coefficients
-
     means = config.signal_norm * signal_coefficients(dataset.roles, dataset.clean_labels, config.rho)
     return dataset.tokens.at[..., :2].add(-means)
 

@@ -365,6 +365,16 @@ def resolve_engine(config: Config, optimizer: optax.GradientTransformation | Non
     return "primal"
 
 
+def checked_engine(config: Config, optimizer: optax.GradientTransformation | None, engine: str) -> str:
+    """Validate the arguments every entry point shares, before any tracing, and resolve ``engine``."""
+    if not isinstance(config, Config):
+        raise TypeError(f"config must be a jaxbo.Config, got {type(config).__name__}")
+    config.validate()
+    if optimizer is not None and not isinstance(optimizer, optax.GradientTransformation):
+        raise TypeError(f"optimizer must be an optax.GradientTransformation, got {type(optimizer).__name__}")
+    return resolve_engine(config, optimizer, engine)
+
+
 def make_run(
     config: Config,
     optimizer: optax.GradientTransformation | None = None,
@@ -375,12 +385,7 @@ def make_run(
     """``run(key) -> Run`` for a validated ``config``: pure, so ``jax.jit(jax.vmap(run))(keys)`` trains many
     seeds at once (``keys = jax.random.split(jax.random.key(0), seeds)``). ``engine`` as in ``simulate``.
     """
-    if not isinstance(config, Config):
-        raise TypeError(f"config must be a jaxbo.Config, got {type(config).__name__}")
-    config.validate()
-    if optimizer is not None and not isinstance(optimizer, optax.GradientTransformation):
-        raise TypeError(f"optimizer must be an optax.GradientTransformation, got {type(optimizer).__name__}")
-    engine = resolve_engine(config, optimizer, engine)
+    engine = checked_engine(config, optimizer, engine)
 
     def run_one(key: jax.Array) -> Run:
         return run(key, config, width=config.d, optimizer=optimizer, log_history=log_history, engine=engine)
@@ -411,6 +416,5 @@ def simulate(
       engine, ``params`` live in the 2 + n_train·T coordinates (p[0], p[1] on e₁, e₂; ‖p‖ preserved).
     """
     config = Config() if config is None else config
-    make_run(config, optimizer, engine=engine)  # validates before anything is traced
-    engine = resolve_engine(config, optimizer, engine)
+    engine = checked_engine(config, optimizer, engine)
     return _run_jit(as_key(key), config, width=config.d, optimizer=optimizer, engine=engine)
