@@ -1,10 +1,11 @@
 """jaxbo: benign overfitting in token selection of attention (Sakamoto & Sato, ICML 2025), in JAX."""
 
-from jaxbo import checkpoint, data, loss, model, plot, reduced, results, theory
+from jaxbo import checkpoint, data, devices, loss, model, plan, plot, reduced, results, theory
 from jaxbo import sweep as sweep_module
 from jaxbo._version import __version__
 from jaxbo.config import Config
 from jaxbo.data import Dataset
+from jaxbo.devices import use_cpu_cores
 from jaxbo.model import Params, forward
 from jaxbo.results import SweepResult, load, merge
 from jaxbo.sweep import sweep
@@ -20,12 +21,14 @@ __all__ = [
     "__version__",
     "checkpoint",
     "data",
+    "devices",
     "forward",
     "load",
     "loss",
     "make_run",
     "merge",
     "model",
+    "plan",
     "plot",
     "reduced",
     "results",
@@ -33,4 +36,5 @@ __all__ = [
     "sweep",
     "sweep_module",
     "theory",
+    "use_cpu_cores",
 ]

@@ -2,7 +2,6 @@
 
 import sys
 
-from jaxbo.cli import main, use_cpu_cores
+from jaxbo.cli import entry_point
 
-use_cpu_cores()
-sys.exit(main())
+sys.exit(entry_point())

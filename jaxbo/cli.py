@@ -1,4 +1,4 @@
-"""Command line: ``python -m jaxbo sweep …`` (phase diagram) and ``python -m jaxbo run …`` (one run's dynamics)."""
+"""Command line: ``sweep`` (a phase diagram over a grid × seeds) and ``run`` (one run's dynamics figure)."""
 
 from __future__ import annotations
 
@@ -8,22 +8,44 @@ import sys
 
 import numpy as np
 
+from jaxbo._version import __version__
 from jaxbo.config import SWEEPABLE, Config, field_names
-from jaxbo.plot import dynamics, phase_diagram
-from jaxbo.sweep import sweep
-from jaxbo.train import ENGINES, simulate
+
+DESCRIPTION = (
+    "jaxbo: benign overfitting in token selection of attention (Sakamoto & Sato, ICML 2025), in JAX.\n"
+    "'sweep' trains a (d, ‖μ‖) phase diagram × seeds and writes .npz + .json + .png;\n"
+    "'run' trains one run and writes its dynamics figure."
+)
+#: Value-taking options whose value may start with '-' (a negative range start such as -100:500:3).
+_VALUE_OPTIONS = ("--d", "--signal-norm", "--axis", "--set")
 
 
 def use_cpu_cores() -> None:
-    """Ask XLA for one CPU device per core (sweeps shard runs over devices), unless XLA_FLAGS already says.
+    """For entry points: one CPU device per core (sweeps shard runs over devices), unless already chosen."""
+    from jaxbo.devices import use_cpu_cores as ask
 
-    For entry points only (``python -m jaxbo``, ``scripts/``): it must run before JAX starts a backend, and it
-    changes this process's environment, which a library must not do. No effect on GPU/TPU backends.
+    ask()
+
+
+def use_compilation_cache() -> str | None:
+    """For entry points: keep compiled programs on disk, so a repeated command skips its ~3 s compile.
+
+    The directory is ``$JAXBO_CACHE_DIR``, else ``$XDG_CACHE_HOME/jaxbo/xla`` (``~/.cache/jaxbo/xla``);
+    ``JAXBO_CACHE_DIR=`` (empty) turns it off, and a directory already set in JAX's config is kept.
+    Returns the directory in use, or None.
     """
-    flags = os.environ.get("XLA_FLAGS", "")
-    if "xla_force_host_platform_device_count" not in flags:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={cores}".strip()
+    import jax
+
+    if jax.config.jax_compilation_cache_dir:
+        return jax.config.jax_compilation_cache_dir
+    directory = os.environ.get("JAXBO_CACHE_DIR")
+    if directory is None:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        directory = os.path.join(base, "jaxbo", "xla")
+    if not directory:
+        return None
+    jax.config.update("jax_compilation_cache_dir", directory)
+    return directory
 
 
 def parse_values(spec: str, name: str) -> list[float]:
@@ -36,6 +58,8 @@ def parse_values(spec: str, name: str) -> list[float]:
             values = np.linspace(float(start), float(stop), int(num)).tolist()
         else:
             values = [float(part) for part in spec.split(",") if part.strip()]
+        if not values:
+            raise ValueError
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"--{name.replace('_', '-')} {spec!r}: expected start:stop:num (num >= 1), a,b,c or one number"
@@ -64,11 +88,58 @@ def parse_setting(text: str) -> tuple[str, object]:
     return name, raw
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m jaxbo", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Each help line ends with its default (where it has a meaningful one); texts keep their line breaks."""
 
-    grid = commands.add_parser("sweep", help="phase diagram over a grid × seeds: writes .npz, .json and .png")
+    def _get_help_string(self, action: argparse.Action) -> str:
+        help_text = action.help or ""
+        meaningless = action.default is None or action.default is False or action.default == []
+        if meaningless or action.default == argparse.SUPPRESS or "%(default)" in help_text:
+            return help_text
+        return help_text + " (default: %(default)s)"
+
+
+def _program_name() -> str:
+    """The name the user typed: ``python -m jaxbo``, ``jaxbo`` or a script's file name."""
+    invoked = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "jaxbo"
+    return "python -m jaxbo" if invoked in ("__main__.py", "-c", "") else invoked
+
+
+def _settings_help() -> str:
+    defaults = Config()
+    listed = ", ".join(f"{name}={_show(getattr(defaults, name))}" for name in field_names())
+    return f"base Config field FIELD=VALUE (repeatable). Fields and defaults: {listed}"
+
+
+def _show(value) -> str:
+    return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    prog = prog or _program_name()
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=DESCRIPTION,
+        formatter_class=_Formatter,
+        epilog=(
+            "examples:\n"
+            f"  {prog} sweep --d 250:5000:20 --signal-norm 5:100:20 --seeds 5 --out results\n"
+            f"  {prog} sweep --axis noise_rate=0.1,0.2 --set layout=2,2,2 --seeds 3\n"
+            f"  {prog} run --set d=4500 --set signal_norm=5\n"
+            "Data: .npz + .json (jaxbo.load reads them back); figures: .png."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"jaxbo-attention {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{sweep,run}")
+
+    grid = commands.add_parser(
+        "sweep",
+        help="phase diagram over a grid × seeds: writes .npz, .json and .png",
+        description="Train every grid point × seed in one compiled program per group and write the data\n"
+        "(.npz + .json) and the phase diagram (.png; one row of panels per value of any --axis).",
+        formatter_class=_Formatter,
+        epilog=f"example:\n  {prog} sweep --d 250:5000:20 --signal-norm 5:100:20 --seeds 5 --out results",
+    )
     grid.add_argument("--d", default="250:5000:20", help="d values: start:stop:num, a,b,c or one value")
     grid.add_argument("--signal-norm", default="5:100:20", help="‖μ‖ values: start:stop:num, a,b,c or one value")
     grid.add_argument(
@@ -76,90 +147,150 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="FIELD=SPEC",
-        help=f"another grid axis, FIELD one of {SWEEPABLE} (repeatable)",
+        help=f"another grid axis, FIELD one of {', '.join(SWEEPABLE)}; SPEC as for --d (repeatable)",
     )
-    grid.add_argument("--seeds", type=int, default=5)
+    grid.add_argument("--seeds", type=int, default=5, help="runs per grid point")
     grid.add_argument("--key", type=int, default=0, help="base seed of the sweep")
-    grid.add_argument("--engine", choices=ENGINES, default="auto")
+    grid.add_argument("--engine", choices=("auto", "primal", "reduced"), default="auto", help="simulation engine")
     grid.add_argument("--histories", action="store_true", help="also keep every run's logged metrics")
-    grid.add_argument("--chunk-size", type=int, default=None)
-    grid.add_argument("--out", default="results", help="output directory")
+    grid.add_argument("--chunk-size", type=int, default=None, help="runs per compiled call (default: planned)")
+    grid.add_argument("--out", default="results", help="output directory (created once the arguments are valid)")
     grid.add_argument("--name", default="phase_diagram", help="file name stem in --out")
 
-    one = commands.add_parser("run", help="one run with histories: writes the dynamics figure")
-    one.add_argument("--key", type=int, default=0)
-    one.add_argument("--engine", choices=ENGINES, default="auto")
-    one.add_argument("--out", default="results")
-    one.add_argument("--name", default="dynamics")
+    one = commands.add_parser(
+        "run",
+        help="one run with histories: writes the dynamics figure",
+        description="Train one run, logging its metrics, and write the attention-dynamics figure (.png).",
+        formatter_class=_Formatter,
+        epilog=f"example:\n  {prog} run --set d=4500 --set signal_norm=5",
+    )
+    one.add_argument("--key", type=int, default=0, help="seed of the run")
+    one.add_argument("--engine", choices=("auto", "primal", "reduced"), default="auto", help="simulation engine")
+    one.add_argument("--out", default="results", help="output directory (created once the arguments are valid)")
+    one.add_argument("--name", default="dynamics", help="file name stem in --out")
 
     for command in (grid, one):
         command.add_argument(
-            "--set",
-            action="append",
-            default=[],
-            type=parse_setting,
-            metavar="FIELD=VALUE",
-            help="base Config field, e.g. --set noise_rate=0.1 --set layout=2,2,2 (repeatable)",
+            "--set", action="append", default=[], type=parse_setting, metavar="FIELD=VALUE", help=_settings_help()
         )
         command.add_argument("--quiet", action="store_true", help="print only errors and the output paths")
+    parser.commands = {"sweep": grid, "run": one}  # for errors with the sub-command's usage
     return parser
+
+
+def _join_negative_values(argv: list[str]) -> list[str]:
+    """``--d -100:500:3`` → ``--d=-100:500:3``: argparse would read a value starting with '-' as an option."""
+    joined, index = [], 0
+    while index < len(argv):
+        token = argv[index]
+        following = argv[index + 1] if index + 1 < len(argv) else ""
+        if (token in _VALUE_OPTIONS and following[:1] == "-" and following[1:2].isdigit()) or (
+            token in _VALUE_OPTIONS and following[:2] == "-."
+        ):
+            joined.append(f"{token}={following}")
+            index += 2
+            continue
+        joined.append(token)
+        index += 1
+    return joined
+
+
+def _sweep_grid(args, parser: argparse.ArgumentParser) -> dict[str, list[float]]:
+    grid = {"d": parse_values(args.d, "d"), "signal_norm": parse_values(args.signal_norm, "signal_norm")}
+    for item in args.axis:
+        name, sep, spec = item.partition("=")
+        if not sep:
+            parser.error(f"--axis {item!r}: expected FIELD=SPEC")
+        if name in grid:
+            parser.error(f"--axis {name} is given twice (d and signal_norm are always axes: use --d/--signal-norm)")
+        grid[name] = parse_values(spec, name)
+    clash = sorted(name for name, _ in args.set if name in grid)
+    if clash:
+        parser.error(f"--set {', '.join(clash)} names a grid axis of this sweep; give its values on the axis instead")
+    return grid
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_join_negative_values(list(sys.argv[1:] if argv is None else argv)))
+    command = parser.commands[args.command]
     try:
         config = Config().replace(**dict(args.set))
-        config.validate()
-        os.makedirs(args.out, exist_ok=True)
-        stem = os.path.join(args.out, args.name)
         if args.command == "run":
-            run = simulate(args.key, config, engine=args.engine)
-            figure = dynamics(run, title=f"d={config.d}, ‖μ‖={config.signal_norm:g}, engine={run.engine}")
-            figure.savefig(stem + ".png", dpi=120)
-            if not args.quiet:
-                final = run.final
-                print(
-                    f"train acc {float(final.train_accuracy):.3f}, test acc {float(final.test_accuracy):.3f}, "
-                    f"noisy fitted {float(final.noisy_fit):.3f}"
-                )
-            print(stem + ".png")
-            return 0
-        grid = {"d": parse_values(args.d, "d"), "signal_norm": parse_values(args.signal_norm, "signal_norm")}
-        for item in args.axis:
-            name, sep, spec = item.partition("=")
-            if not sep:
-                parser.error(f"--axis {item!r}: expected FIELD=SPEC")
-            grid[name] = parse_values(spec, name)
-        result = sweep(
-            grid,
-            seeds=args.seeds,
-            config=config,
-            key=args.key,
-            progress=not args.quiet,
-            engine=args.engine,
-            histories=args.histories,
-            chunk_size=args.chunk_size,
-        )
-        paths = list(result.save(stem))
-        select = {name: values[0] for name, values in grid.items() if name not in ("d", "signal_norm")}
-        phase_diagram(result, select=select).savefig(stem + ".png", dpi=120)
-        paths.append(stem + ".png")
-        if not args.quiet:
-            counts = np.bincount(result.majority_regime().ravel(), minlength=3)
-            print(
-                f"{result.metadata['plan']['total_runs']} runs in {result.metadata['elapsed_s']:.1f} s "
-                f"({result.metadata['runs_per_s']:.0f} runs/s, engine {result.metadata['engine']}); "
-                f"cells benign {counts[0]}, harmful {counts[1]}, not overfitting {counts[2]}"
-            )
-        print("\n".join(paths))
-        return 0
+            return _run(args, config)
+        grid = _sweep_grid(args, command)
+        return _sweep(args, config, grid)
     except argparse.ArgumentTypeError as error:
-        parser.error(str(error))
+        command.error(str(error))
     except (TypeError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        command.print_usage(sys.stderr)
+        print(f"{command.prog}: error: {error}", file=sys.stderr)
         return 2
 
 
+def _run(args, config: Config) -> int:
+    from jaxbo.plot import dynamics
+    from jaxbo.train import checked_engine, simulate
+
+    checked_engine(config, None, args.engine)
+    os.makedirs(args.out, exist_ok=True)
+    stem = os.path.join(args.out, args.name)
+    run = simulate(args.key, config, engine=args.engine)
+    figure = dynamics(run, title=f"d={config.d}, ‖μ‖={config.signal_norm:g}, engine={run.engine}")
+    figure.savefig(stem + ".png", dpi=120)
+    if not args.quiet:
+        final = run.final
+        print(
+            f"train acc {float(final.train_accuracy):.3f}, test acc {float(final.test_accuracy):.3f}, "
+            f"noisy fitted {float(final.noisy_fit):.3f}"
+        )
+    print(stem + ".png")
+    return 0
+
+
+def _sweep(args, config: Config, grid: dict[str, list[float]]) -> int:
+    from jaxbo.plan import validate_grid
+    from jaxbo.plot import phase_diagram
+    from jaxbo.sweep import sweep
+    from jaxbo.train import checked_engine
+
+    checked_engine(config, None, args.engine)  # every argument checked before --out is created
+    validate_grid(grid, config)
+    if args.seeds < 1 or (args.chunk_size is not None and args.chunk_size < 1):
+        raise ValueError(f"--seeds {args.seeds} and --chunk-size {args.chunk_size} must be ints >= 1")
+    os.makedirs(args.out, exist_ok=True)
+    stem = os.path.join(args.out, args.name)
+    result = sweep(
+        grid,
+        seeds=args.seeds,
+        config=config,
+        key=args.key,
+        progress=not args.quiet,
+        engine=args.engine,
+        histories=args.histories,
+        chunk_size=args.chunk_size,
+    )
+    paths = list(result.save(stem))
+    phase_diagram(result).savefig(stem + ".png", dpi=120)
+    paths.append(stem + ".png")
+    if not args.quiet:
+        counts = np.bincount(result.majority_regime().ravel(), minlength=3)
+        metadata = result.metadata
+        print(
+            f"{metadata['plan']['total_runs']} runs in {metadata['elapsed_s']:.1f} s (compile "
+            f"{metadata['compile_s']:.1f} s, engine {metadata['engine']}, {metadata['device_count']} devices); "
+            f"cells benign {counts[0]}, harmful {counts[1]}, not overfitting {counts[2]}"
+        )
+    print("\n".join(paths))
+    return 0
+
+
+def entry_point() -> int:
+    """``python -m jaxbo`` and the ``jaxbo`` command: every core, a compile cache, then ``main``."""
+    use_cpu_cores()
+    use_compilation_cache()
+    return main()
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry_point())

@@ -21,6 +21,10 @@ GRADIENTS = ("analytic", "autodiff")
 
 #: Config fields that are traced leaves (sweepable); every other field fixes a shape or a code path.
 SWEEPABLE = ("d", "signal_norm", "rho", "sigma", "noise_rate", "lr")
+#: Largest d: every integer up to 2⁵³ is exact in float64. The reduced engine takes any such d (it enters
+#: only as a count of orthogonal coordinates); the primal engine refuses, before compiling, a d whose arrays
+#: do not fit in memory.
+MAX_D = 2**53
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,13 +68,24 @@ class Config:
     attention: str = "identity"
     gradient: str = "analytic"
 
+    def __new__(cls, *args: Any, **kwargs: Any) -> Config:
+        # Runs before the generated __init__, so a misspelled field is named with the valid ones listed.
+        unknown = sorted(set(kwargs) - set(field_names()))
+        if unknown:
+            raise TypeError(f"Config has no field(s) {unknown}; fields are {field_names()}")
+        return super().__new__(cls)
+
+    def __post_init__(self) -> None:
+        # Validated where it is made, so the error points at the line with the mistake.
+        self.validate()
+
     @property
     def n_logs(self) -> int:
         """Number of recorded metric rows, ``steps // log_every``."""
         return self.steps // self.log_every
 
     def replace(self, **changes: Any) -> Config:
-        """A copy with ``changes`` applied (unknown names raise ``TypeError``)."""
+        """A validated copy with ``changes`` applied (unknown names raise ``TypeError``)."""
         unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
         if unknown:
             raise TypeError(f"Config has no field(s) {unknown}; fields are {field_names()}")
@@ -79,11 +94,12 @@ class Config:
     def validate(self) -> Config:
         """Check every field; raise ``TypeError``/``ValueError`` naming field, value and allowed range.
 
-        Returns ``self`` so calls chain. Only concrete (Python) values are checked: call it before tracing.
+        Runs on construction; returns ``self`` so calls chain. Only concrete (Python) values are checked:
+        traced copies are made with ``with_traced``, which does not validate.
         """
         _check_int("n_train", self.n_train, minimum=2, why="both classes need a sample")
         _check_int("T", self.T, minimum=3, why="a sample needs a relevant and two weakly-relevant tokens")
-        _check_int("d", self.d, minimum=2, why="μ₁ ⟂ μ₂ need two coordinates")
+        _check_int("d", self.d, minimum=2, maximum=MAX_D, why="μ₁ ⟂ μ₂ need two coordinates; d is carried as a float")
         for name in ("n_test", "steps", "log_every"):
             _check_int(name, getattr(self, name), minimum=1)
         _check_real("signal_norm", self.signal_norm, low=0.0, low_open=True)
@@ -126,12 +142,13 @@ def field_names() -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(Config))
 
 
-def _check_int(name: str, value: Any, *, minimum: int, why: str = "") -> None:
+def _check_int(name: str, value: Any, *, minimum: int, maximum: int | None = None, why: str = "") -> None:
+    allowed = f"an int >= {minimum}" if maximum is None else f"an int in [{minimum}, {maximum}]"
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"Config.{name} = {value!r} must be an int >= {minimum}, got {type(value).__name__}")
-    if value < minimum:
+        raise TypeError(f"Config.{name} = {value!r} must be {allowed}, got {type(value).__name__}")
+    if value < minimum or (maximum is not None and value > maximum):
         reason = f" ({why})" if why else ""
-        raise ValueError(f"Config.{name} = {value} is out of range: must be an int >= {minimum}{reason}")
+        raise ValueError(f"Config.{name} = {value} is out of range: must be {allowed}{reason}")
 
 
 def _check_real(
@@ -155,8 +172,34 @@ def _check_real(
         raise ValueError(f"Config.{name} = {value!r} is out of range: must be a finite number in {interval}")
 
 
-jax.tree_util.register_dataclass(
-    Config,
-    data_fields=list(SWEEPABLE),
-    meta_fields=[name for name in field_names() if name not in SWEEPABLE],
-)
+def with_traced(config: Config, **leaves: Any) -> Config:
+    """A copy of ``config`` whose sweepable fields ``leaves`` hold arrays or tracers: not validated.
+
+    For traced code and for handing a config to ``jit`` (validate the concrete config first). Unknown or
+    static field names raise ``TypeError``.
+    """
+    unknown = sorted(set(leaves) - set(SWEEPABLE))
+    if unknown:
+        raise TypeError(f"with_traced takes only sweepable fields {SWEEPABLE}, got {unknown}")
+    copy = object.__new__(Config)
+    for name in field_names():
+        object.__setattr__(copy, name, leaves.get(name, getattr(config, name)))
+    return copy
+
+
+def _flatten(config: Config):
+    children = [(jax.tree_util.GetAttrKey(name), getattr(config, name)) for name in SWEEPABLE]
+    return children, tuple(getattr(config, name) for name in _STATIC)
+
+
+def _unflatten(static: tuple, leaves) -> Config:
+    # JAX rebuilds configs with tracers, axis specs or sentinels as leaves: never validate those.
+    copy = object.__new__(Config)
+    for name, value in (*zip(_STATIC, static, strict=True), *zip(SWEEPABLE, leaves, strict=True)):
+        object.__setattr__(copy, name, value)
+    return copy
+
+
+_STATIC = tuple(name for name in field_names() if name not in SWEEPABLE)
+# A custom node rather than register_dataclass: unflattening must not run __init__'s validation.
+jax.tree_util.register_pytree_with_keys(Config, _flatten, _unflatten)

@@ -156,6 +156,33 @@ def sample(
     )
 
 
+def orthonormal_basis(columns: jax.Array) -> jax.Array:
+    """Q of a Householder QR of ``columns`` (width, k), k small: orthonormal columns spanning at least them.
+
+    The same reflections (and sign convention) as LAPACK's geqrf, written in plain XLA operations: a
+    vmapped LAPACK QR on several CPU devices at once deadlocked the shared intra-op thread pool (its batch
+    loop waits for pool tasks from pool threads). A zero or dependent column gets a reflection of 0 (the
+    identity), so Q stays orthonormal for any input, including q = 0 or q ∈ span(e₁, e₂).
+    """
+    width, k = columns.shape
+    rows = jnp.arange(width)
+    reflectors = []
+    remaining = columns
+    for j in range(k):
+        x = jnp.where(rows >= j, remaining[:, j], 0.0)
+        norm = jnp.sqrt(jnp.sum(x * x))
+        alpha = -jnp.where(x[j] >= 0, 1.0, -1.0) * norm
+        v = x.at[j].add(-alpha)
+        v_norm = jnp.sqrt(jnp.sum(v * v))
+        v = jnp.where(v_norm > 0, v / jnp.where(v_norm > 0, v_norm, 1.0), 0.0)
+        remaining = remaining - 2.0 * jnp.outer(v, v @ remaining)
+        reflectors.append(v)
+    basis = jnp.eye(width, k, dtype=columns.dtype)
+    for v in reversed(reflectors):  # Q = H₀ H₁ … H_{k−1} [e₁ … e_k]
+        basis = basis - 2.0 * jnp.outer(v, v @ basis)
+    return basis
+
+
 def sample_test_projected(
     key: jax.Array, config: Config, query: jax.Array, head: jax.Array
 ) -> tuple[Dataset, jax.Array, jax.Array]:
@@ -178,7 +205,7 @@ def sample_test_projected(
     width = query.shape[0]
     spanning = jnp.zeros((width, 4), jnp.float32).at[0, 0].set(1.0).at[1, 1].set(1.0)
     spanning = spanning.at[:, 2].set(query).at[:, 3].set(head)
-    basis, _ = jnp.linalg.qr(spanning)  # orthonormal columns even when q = 0 or q ∈ span(e₁, e₂)
+    basis = orthonormal_basis(spanning)  # orthonormal columns even when q = 0 or q ∈ span(e₁, e₂)
     roles = jnp.asarray(token_roles(config.layout, T))
     clean = jnp.asarray(balanced_labels(n))
     means = config.signal_norm * signal_coefficients(roles, clean, config.rho)  # on (e₁, e₂): (n, T, 2)

@@ -1,16 +1,22 @@
-"""Figures: the (d, ‖μ‖) phase diagram of a sweep and the training dynamics of one run."""
+"""Figures: the (d, ‖μ‖) phase diagram of a sweep and the training dynamics of one run.
+
+matplotlib is imported inside the functions that draw, so ``import jaxbo`` does not pay for it (~0.5 s).
+"""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
-from matplotlib.colors import BoundaryNorm, ListedColormap
-from matplotlib.figure import Figure
 
 from jaxbo.data import ROLE_NAMES
 from jaxbo.results import SweepResult
 from jaxbo.theory import REGIME_NAMES
+
+if TYPE_CHECKING:  # matplotlib is imported where a figure is drawn: ``import jaxbo`` stays fast
+    from matplotlib.figure import Figure
 
 REGIME_COLOURS = ("#4daf4a", "#e41a1c", "#377eb8")  # benign, harmful, not overfitting
 LABELS = {
@@ -21,6 +27,7 @@ LABELS = {
     "sigma": "σ",
     "lr": "learning rate",
 }
+SYMBOLS = {"d": "d", "signal_norm": "‖μ‖", "noise_rate": "η", "rho": "ρ", "sigma": "σ", "lr": "lr"}
 
 
 def cell_edges(centres: np.ndarray) -> np.ndarray:
@@ -32,34 +39,66 @@ def cell_edges(centres: np.ndarray) -> np.ndarray:
     return np.concatenate([[2 * centres[0] - middle[0]], middle, [2 * centres[-1] - middle[-1]]])
 
 
-def _two_axes(result: SweepResult, x: str, y: str, select: Mapping[str, float] | None):
-    """Indexer that reduces ``result``'s grid to the (y, x) plane; other axes fixed by ``select``."""
+def _plane_indexers(result: SweepResult, x: str, y: str, select: Mapping[str, float] | None):
+    """One (label, indexer) per panel row: the grid reduced to the (y, x) plane at each combination of the
+    values of the other axes; ``select`` fixes some of them (the rest become rows)."""
     grid_dims = list(result.dims[:-1])
     for name in (x, y):
         if name not in grid_dims:
             raise ValueError(f"the sweep has no axis {name!r}; its axes are {grid_dims}")
     select = dict(select or {})
-    index = []
+    unknown = sorted(set(select) - set(grid_dims) - {x, y})
+    if unknown:
+        raise ValueError(
+            f"select names {unknown}, which are not further grid axes; those are "
+            f"{[name for name in grid_dims if name not in (x, y)]}"
+        )
+    choices = []  # per grid axis: list of (index, value) it takes
     for name in grid_dims:
         if name in (x, y):
-            index.append(slice(None))
-            continue
-        if name not in select:
-            raise ValueError(
-                f"axis {name!r} has {len(result.coords[name])} values: pick one with select={{{name!r}: v}}"
-            )
-        matches = np.flatnonzero(np.isclose(result.coords[name], select[name]))
-        if not matches.size:
-            raise ValueError(f"select[{name!r}] = {select[name]!r} is not a grid value; values: {result.coords[name]}")
-        index.append(int(matches[0]))
-    kept = [name for name in grid_dims if name in (x, y)]
-    transpose = kept != [y, x]
+            choices.append([(slice(None), None)])
+        elif name in select:
+            matches = np.flatnonzero(np.isclose(result.coords[name], select[name]))
+            if not matches.size:
+                raise ValueError(
+                    f"select[{name!r}] = {select[name]!r} is not a grid value; values: {result.coords[name]}"
+                )
+            choices.append([(int(matches[0]), result.coords[name][matches[0]])])
+        else:
+            choices.append([(i, value) for i, value in enumerate(result.coords[name])])
+    transpose = [name for name in grid_dims if name in (x, y)] != [y, x]
+    rows = []
+    for combination in itertools.product(*choices):
+        index = tuple(i for i, _ in combination)
+        label = ", ".join(
+            f"{SYMBOLS.get(name, name)}={_number(value)}"
+            for name, (_, value) in zip(grid_dims, combination, strict=True)
+            if name not in (x, y)
+        )
 
-    def plane(values: np.ndarray) -> np.ndarray:
-        values = values[tuple(index)]
-        return values.T if transpose else values
+        def plane(values: np.ndarray, index=index) -> np.ndarray:
+            values = values[index]
+            return values.T if transpose else values
 
-    return plane
+        rows.append((label, plane))
+    return rows
+
+
+def _number(value) -> str:
+    return f"{float(value):g}"
+
+
+def _fixed_settings(result: SweepResult, varying: set[str]) -> str:
+    """The settings every panel shares, from the result itself (fields on a grid axis are left out)."""
+    config = result.config
+    parts = [f"n={config.n_train}", f"T={config.T}", f"layout={config.layout}"]
+    for name in ("noise_rate", "rho", "sigma", "lr", "d", "signal_norm"):
+        if name not in varying and name not in result.dims:
+            parts.append(f"{SYMBOLS[name]}={_number(getattr(config, name))}")
+    parts.append(f"{config.steps} steps")
+    parts.append(f"{result.seeds} seeds")
+    parts.append(f"engine={result.metadata.get('engine')}")
+    return ", ".join(parts)
 
 
 def phase_diagram(
@@ -74,56 +113,60 @@ def phase_diagram(
 ) -> Figure:
     """Train accuracy, test accuracy (means over seeds) and the majority regime over the (x, y) grid.
 
+    A sweep with further axes (e.g. ``noise_rate``) gets one row of panels per combination of their values,
+    each row titled with its own coordinates; ``select`` fixes some of them to one value instead.
+
     Args:
       result: a sweep with ``x`` and ``y`` among its axes.
       x, y: axis names for the horizontal and vertical directions.
-      select: values of any further grid axes, e.g. ``{"noise_rate": 0.2}``.
-      title: figure title (default: the settings held fixed).
+      select: values of further grid axes to keep, e.g. ``{"noise_rate": 0.2}``; the others become rows.
+      title: figure title (default: the settings every panel shares, read from the result).
       boundary: optional (len(y values), len(x values)) array; its 0.5 level is drawn over every panel, e.g. a
         predicted region (True inside) from ``jaxbo.theory``.
       boundary_label: legend text of that line.
 
     Returns:
-      A matplotlib ``Figure`` with three ``pcolormesh`` panels and colour bars.
+      A matplotlib ``Figure`` with three ``pcolormesh`` panels per row and colour bars.
     """
-    plane = _two_axes(result, x, y, select)
+    from matplotlib.colors import BoundaryNorm, ListedColormap
+    from matplotlib.figure import Figure
+
+    rows = _plane_indexers(result, x, y, select)
     xs, ys = result.coords[x], result.coords[y]
     x_edges, y_edges = cell_edges(xs), cell_edges(ys)
+    if boundary is not None:
+        level = np.asarray(boundary, np.float64)
+        if level.shape != (len(ys), len(xs)):
+            raise ValueError(f"boundary has shape {level.shape}, expected {(len(ys), len(xs))} (y values, x values)")
     # A bare Figure (no pyplot): no global state, no GUI backend needed.
-    figure = Figure(figsize=(15, 4.4), layout="constrained")
-    axes = figure.subplots(1, 3)
-    for axis, name, label in (
-        (axes[0], "train_accuracy", "train accuracy"),
-        (axes[1], "test_accuracy", "test accuracy"),
-    ):
-        mesh = axis.pcolormesh(x_edges, y_edges, plane(result.mean(name)), cmap="viridis", vmin=0.5, vmax=1.0)
-        figure.colorbar(mesh, ax=axis, label=f"{label} (mean of {result.seeds} seeds)")
-        axis.set_title(label)
-    codes = plane(result.majority_regime())
-    cmap = ListedColormap(REGIME_COLOURS)
-    mesh = axes[2].pcolormesh(x_edges, y_edges, codes, cmap=cmap, norm=BoundaryNorm([-0.5, 0.5, 1.5, 2.5], 3))
-    bar = figure.colorbar(mesh, ax=axes[2], ticks=[0, 1, 2])
-    bar.ax.set_yticklabels(REGIME_NAMES)
-    axes[2].set_title(f"regime (majority of seeds; benign: test ≥ {1 - result.regime_tolerance:g})")
-    for axis in axes:
-        axis.set_xlabel(LABELS.get(x, x))
-        axis.set_ylabel(LABELS.get(y, y))
-        if boundary is not None:
-            level = np.asarray(boundary, np.float64)
-            if level.shape != (len(ys), len(xs)):
-                raise ValueError(
-                    f"boundary has shape {level.shape}, expected {(len(ys), len(xs))} (y values, x values)"
-                )
-            axis.contour(xs, ys, level, levels=[0.5], colors="black", linewidths=2)
-            axis.plot([], [], color="black", linewidth=2, label=boundary_label)
-            axis.legend(loc="upper right", fontsize="small")
-    config = result.config
-    if title is None:
-        title = (
-            f"n={config.n_train}, T={config.T}, layout={config.layout}, η={config.noise_rate:g}, ρ={config.rho:g}, "
-            f"σ={config.sigma:g}, lr={config.lr:g}, {config.steps} steps, engine={result.metadata.get('engine')}"
+    figure = Figure(figsize=(15, 0.4 + 4.2 * len(rows)), layout="constrained")
+    axes = figure.subplots(len(rows), 3, squeeze=False)
+    train, test = result.mean("train_accuracy"), result.mean("test_accuracy")
+    regimes = result.majority_regime()
+    for (label, plane), row in zip(rows, axes, strict=True):
+        suffix = f" ({label})" if label else ""
+        for axis, values, name in ((row[0], train, "train accuracy"), (row[1], test, "test accuracy")):
+            mesh = axis.pcolormesh(x_edges, y_edges, plane(values), cmap="viridis", vmin=0.5, vmax=1.0)
+            figure.colorbar(mesh, ax=axis, label=f"{name} (mean of {result.seeds} seeds)")
+            axis.set_title(name + suffix)
+        mesh = row[2].pcolormesh(
+            x_edges,
+            y_edges,
+            plane(regimes),
+            cmap=ListedColormap(REGIME_COLOURS),
+            norm=BoundaryNorm([-0.5, 0.5, 1.5, 2.5], 3),
         )
-    figure.suptitle(title)
+        bar = figure.colorbar(mesh, ax=row[2], ticks=[0, 1, 2])
+        bar.ax.set_yticklabels(REGIME_NAMES)
+        row[2].set_title(f"regime (majority; benign: test ≥ {1 - result.regime_tolerance:g}){suffix}")
+        for axis in row:
+            axis.set_xlabel(LABELS.get(x, x))
+            axis.set_ylabel(LABELS.get(y, y))
+            if boundary is not None:
+                axis.contour(xs, ys, level, levels=[0.5], colors="black", linewidths=2)
+                axis.plot([], [], color="black", linewidth=2, label=boundary_label)
+                axis.legend(loc="upper right", fontsize="small")
+    figure.suptitle(_fixed_settings(result, {x, y}) if title is None else title)
     return figure
 
 
@@ -135,6 +178,8 @@ def dynamics(run, *, title: str | None = None, saturation: bool = False) -> Figu
 
     ``run`` must come from ``simulate`` (a single run with histories), not a vmapped batch.
     """
+    from matplotlib.figure import Figure
+
     history = run.history
     steps = np.asarray(run.log_steps)
     if steps.ndim != 1:

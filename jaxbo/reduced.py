@@ -101,3 +101,34 @@ def sample_train_test(key: jax.Array, config: Config) -> tuple[Dataset, Dataset]
     """Reduced training and (full-width) test sets of one run key, from independent streams."""
     train_key, test_key, _ = run_keys(key)
     return sample_train(train_key, config), sample_test(test_key, config)
+
+
+def lift(vectors: jax.Array, key: jax.Array, d: int) -> jax.Array:
+    """Vectors in reduced coordinates, (..., 2 + N), as vectors of R^d, (..., d), N = n_train·T.
+
+    Coordinates 0 and 1 (on e₁, e₂, i.e. μ₁, μ₂) are kept; the other N are mapped through the first N columns
+    of a Haar-random orthogonal frame of the d − 2 directions orthogonal to μ₁, μ₂ (drawn from ``key``). Lift
+    everything you want to compare in one call (e.g. ``p`` and the training tokens stacked): one frame keeps
+    their joint law, that of a primal run. For d − 2 < N the reduced coordinates are themselves the first
+    d − 2 noise coordinates, and the lift only drops the padding (``key`` unused).
+
+    Args:
+      vectors: (..., 2 + N) reduced coordinates, e.g. ``run.params.p``.
+      key: PRNG key of the frame.
+      d: the run's dimension (a concrete int).
+
+    Returns:
+      (..., d) float32.
+    """
+    vectors = jnp.asarray(vectors, jnp.float32)
+    size = vectors.shape[-1] - 2
+    if isinstance(d, bool) or not isinstance(d, int) or d < 2:
+        raise ValueError(f"d = {d!r} must be an int >= 2 (the run's dimension)")
+    m = d - 2
+    signal, rest = vectors[..., :2], vectors[..., 2:]
+    if m <= size:
+        return jnp.concatenate([signal, rest[..., :m]], axis=-1)
+    # QR of a Gaussian with R's diagonal made positive gives Haar-distributed orthonormal columns.
+    q, r = jnp.linalg.qr(jax.random.normal(key, (m, size), jnp.float32))
+    q = q * jnp.where(jnp.diagonal(r) < 0, -1.0, 1.0)
+    return jnp.concatenate([signal, jnp.einsum("...k,mk->...m", rest, q, precision=jax.lax.Precision.HIGHEST)], -1)

@@ -51,6 +51,29 @@ class SweepResult:
     metadata: dict[str, Any]
     regime_tolerance: float = REGIME_TOLERANCE
 
+    def __repr__(self) -> str:
+        def axis(name: str) -> str:
+            values = np.asarray(self.coords[name])
+            if len(values) <= 4:
+                shown = ", ".join(f"{float(v):g}" for v in values)
+            else:
+                shown = f"{float(values[0]):g}, {float(values[1]):g}, …, {float(values[-1]):g}"
+            return f"    {name}: {len(values)} [{shown}]"
+
+        lines = [
+            f"SweepResult({' × '.join(f'{n}={len(self.coords[n])}' for n in self.dims)}; "
+            f"{int(np.prod(self.grid_shape)) * self.seeds} runs, engine {self.metadata.get('engine')!r})",
+            *(axis(name) for name in self.dims[:-1]),
+            f"  metrics: {', '.join(sorted(self.final))}",
+            f"  history: {len(self.log_steps)} logged rows" if self.history else "  history: none",
+        ]
+        if self.final:
+            counts = np.bincount(self.majority_regime().ravel(), minlength=len(REGIME_NAMES))
+            lines.append(
+                "  majority regime (cells): " + ", ".join(f"{n} {c}" for n, c in zip(REGIME_NAMES, counts, strict=True))
+            )
+        return "\n".join(lines)
+
     @property
     def grid_shape(self) -> tuple[int, ...]:
         return tuple(len(self.coords[name]) for name in self.dims[:-1])
@@ -122,9 +145,13 @@ class SweepResult:
         return self.final[name]
 
     def save(self, path: str | os.PathLike) -> tuple[str, str]:
-        """Write ``path.npz`` (arrays) and ``path.json`` (everything else); returns both paths."""
+        """Write ``path.npz`` (arrays) and ``path.json`` (everything else), creating missing parent folders;
+        returns both paths."""
         base = os.fspath(path)
         base = base[: -len(".npz")] if base.endswith(".npz") else base
+        parent = os.path.dirname(base)
+        if parent:
+            os.makedirs(parent, exist_ok=True)
         arrays = {f"coord/{k}": v for k, v in self.coords.items()}
         arrays.update({f"final/{k}": v for k, v in self.final.items()})
         arrays.update({f"history/{k}": v for k, v in self.history.items()})

@@ -1,23 +1,25 @@
 """Many runs, one compiled program: the (d, ‖μ‖) phase diagram (and any other numeric grid) × seeds.
 
-The Cartesian product of the grid × seeds is one flat batch of runs. Each chunk of it is one call of a
-jitted ``vmap`` over runs with time in ``lax.scan``; every chunk of a group has the same shape, so a group
-compiles once. With the reduced engine ``d`` is traced and the whole grid is one group. With the primal engine
-``d`` fixes the array width: runs are zero-padded to the width of their *bucket* (a few buckets of nearby d,
-chosen to bound the padded work), so the grid compiles once per bucket. Padding is exact: padded coordinates
-of the data and of p are exactly 0.
+``sweep`` reads top to bottom in three stages:
+1. plan (``jaxbo.plan``, pure): the run table and its chunks, sized for the backend;
+2. execute (here): each chunk is one call of a compiled program that ``shard_map``s the chunk's runs over
+   the devices, ``vmap``s them on each device and keeps time in ``lax.scan``; sharding, checkpoints and the
+   progress bar live in this stage;
+3. assemble (here): the flat arrays become a ``SweepResult`` with named axes and metadata.
+
+Runs are independent, so the compiled chunk holds no cross-device communication: ``shard_map`` gives each
+device its own runs, and data-dependent loops inside a run (the χ² draw's rejection loop) stay on that
+device. (Under plain ``jit`` sharding, such a loop's batch-wide stop test became an all-reduce every
+iteration, and two CPU devices could wait on each other forever.)
 """
 
 from __future__ import annotations
 
-import dataclasses
-import itertools
-import math
+import functools
 import os
 import platform
 import sys
 import time
-import zlib
 from collections.abc import Callable, Mapping, Sequence
 
 import jax
@@ -26,26 +28,39 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from jaxbo import reduced
+from jaxbo import devices as devices_lib
 from jaxbo._version import __version__
 from jaxbo.checkpoint import CheckpointStore
-from jaxbo.config import SWEEPABLE, Config
+from jaxbo.config import Config, with_traced
+from jaxbo.plan import (
+    CACHE_BYTES,
+    MAX_BUCKETS,
+    MEMORY_BUDGET,
+    Backend,
+    Group,
+    Plan,
+    coordinate_hash,
+    make_plan,
+    plan_buckets,
+    validate_grid,
+)
 from jaxbo.results import REGIME_TOLERANCE, SweepResult, config_to_json
-from jaxbo.train import as_key, checked_engine, run
+from jaxbo.train import as_key, checked_engine, jit_config, run
 
-#: Default memory budget of one chunk's data, bytes; the chunk size follows from it.
-MEMORY_BUDGET = 1 << 30
-#: Training data of one chunk is kept near this size so every step's reads stay in the CPU cache: measured
-#: on 2 EPYC cores, chunks of 32 reduced runs (3.3 MB) ran 3x faster than chunks of 512.
-CACHE_BYTES = 4 << 20
-#: Default upper bound on the number of d buckets (compiles) of a primal sweep.
-MAX_BUCKETS = 4
+__all__ = [
+    "CACHE_BYTES",
+    "MAX_BUCKETS",
+    "MEMORY_BUDGET",
+    "chunk_program",
+    "coordinate_hash",
+    "plan_buckets",
+    "run_key",
+    "sweep",
+    "validate_grid",
+]
 
-
-def coordinate_hash(coordinates: Mapping[str, float]) -> int:
-    """A stable 31-bit id of grid coordinates, e.g. {"d": 2000, "signal_norm": 20.0}: CRC-32 of their text."""
-    text = ";".join(f"{name}={_canonical(name, coordinates[name])}" for name in sorted(coordinates))
-    return zlib.crc32(text.encode()) & 0x7FFFFFFF
+#: Names of the collective operations a compiled chunk must never contain (runs are independent).
+COLLECTIVES = ("all-reduce", "all-gather", "all-to-all", "collective-permute", "reduce-scatter")
 
 
 def run_key(key, seed: int, coordinates: Mapping[str, float]) -> jax.Array:
@@ -62,98 +77,32 @@ def _key_identity(key: jax.Array) -> list[int]:
     return np.asarray(jax.random.key_data(key)).ravel().tolist()
 
 
-def _canonical(name: str, value) -> str:
-    return str(int(value)) if name == "d" else repr(float(value))
+# --- 2. execute ------------------------------------------------------------------------------------------------
 
 
-def validate_grid(grid: Mapping[str, Sequence[float]], config: Config) -> dict[str, np.ndarray]:
-    """Check ``grid`` before anything is traced; returns it as 1-D numpy arrays (d as int64).
+@functools.lru_cache(maxsize=32)
+def chunk_program(
+    devices: tuple[jax.Device, ...],
+    *,
+    width: int,
+    engine: str,
+    log_history: bool,
+    optimizer: optax.GradientTransformation | None,
+    sub_chunks: int = 1,
+):
+    """The jitted program of one chunk: ``program(base_key, seed_index, coordinate_id, values, config)``.
 
-    Raises ``TypeError``/``ValueError`` naming the key, the value and what is allowed.
+    Every per-run argument has a leading (B,) axis, B a multiple of ``len(devices) * sub_chunks``; it returns
+    (final ``Metrics``, history or None) with the same leading axis. Each device trains its B / len(devices)
+    runs in ``sub_chunks`` vmapped batches, one after another (``lax.map``): on a CPU a batch then fits in the
+    cache while one call still covers many runs.
     """
-    if not isinstance(grid, Mapping) or not grid:
-        raise TypeError(f"grid must be a non-empty mapping of Config field names to 1-D sequences, got {grid!r}")
-    checked = {}
-    for name, values in grid.items():
-        if name not in SWEEPABLE:
-            raise ValueError(
-                f"grid key {name!r} cannot be swept: allowed keys are {SWEEPABLE} "
-                "(shape-fixing fields such as T or n_train need separate sweeps)"
-            )
-        if isinstance(values, str | bytes) or not isinstance(values, Sequence | np.ndarray):
-            raise TypeError(f"grid[{name!r}] = {values!r} must be a 1-D sequence of numbers")
-        array = np.asarray(values)
-        if array.ndim != 1 or array.size == 0:
-            raise ValueError(f"grid[{name!r}] must be a non-empty 1-D sequence, got shape {array.shape}")
-        if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
-            raise TypeError(f"grid[{name!r}] = {values!r} must hold real numbers, got dtype {array.dtype}")
-        if name == "d":
-            if not np.all(np.isfinite(array)) or not np.all(array == np.round(array)):
-                raise ValueError(f"grid['d'] = {values!r} must hold whole numbers >= 2")
-            array = array.astype(np.int64)
-        for value in array:
-            value = int(value) if name == "d" else float(value)
-            try:
-                config.replace(**{name: value}).validate()
-            except (TypeError, ValueError) as error:
-                raise ValueError(f"grid[{name!r}] holds an invalid value: {error}") from None
-        if len(np.unique(array)) != len(array):
-            raise ValueError(f"grid[{name!r}] = {values!r} repeats a value; each grid value must be distinct")
-        checked[name] = array
-    return checked
 
-
-def plan_buckets(widths: np.ndarray, max_buckets: int = MAX_BUCKETS) -> list[int]:
-    """Bucket widths for the distinct d values ``widths``: each d runs padded to the smallest bucket >= d.
-
-    Chooses at most ``max_buckets`` contiguous groups of the sorted values minimising Σ_d bucket(d) (the
-    padded work), by dynamic programming over the split points.
-    """
-    values = np.sort(np.unique(widths))
-    count = len(values)
-    buckets = min(max_buckets, count)
-    # cost[i][j]: values[i:j] padded to values[j - 1].
-    best = {(0, 0): (0.0, [])}
-    for used in range(1, buckets + 1):
-        for end in range(1, count + 1):
-            options = [
-                (
-                    best[(used - 1, start)][0] + (end - start) * float(values[end - 1]),
-                    [*best[(used - 1, start)][1], end],
-                )
-                for start in range(end)
-                if (used - 1, start) in best
-            ]
-            if options:
-                best[(used, end)] = min(options, key=lambda option: option[0])
-    _, ends = min((best[(used, count)] for used in range(1, buckets + 1) if (used, count) in best), key=lambda o: o[0])
-    return [int(values[end - 1]) for end in ends]
-
-
-def _bytes_per_run(config: Config, engine: str, width: int, log_history: bool) -> int:
-    """Rough peak bytes of one run's arrays (tokens and their sampling temporaries, W, histories)."""
-    T = config.T
-    if engine == "reduced":
-        N = config.n_train * T
-        test_width = (2 + N) if log_history else 3
-        data = 4 * T * (config.n_train * (2 + N) + config.n_test * test_width) * 3 + 4 * N * N * 2
-    else:
-        # Final-only runs draw their test set in 4 coordinates (data.sample_test_projected).
-        data = 4 * T * width * (config.n_train + (config.n_test if log_history else 0)) * 3 + 4 * T * config.n_test * 12
-        if config.attention != "identity":
-            data += 4 * width * width * 4
-    history = 4 * 40 * config.n_logs if log_history else 0
-    return data + history
-
-
-def _run_chunk(base_key, seed_index, coordinate_id, values, config, *, width, engine, log_history, optimizer):
-    """Final metrics (and histories) of a chunk of runs: every argument but the key has a leading (B,) axis."""
-
-    def one(seed, identifier, swept):
+    def one(base_key, seed, identifier, swept, config):
         key = jax.random.fold_in(jax.random.fold_in(base_key, seed), identifier)
         result = run(
             key,
-            dataclasses.replace(config, **swept),
+            with_traced(config, **swept),
             width=width,
             optimizer=optimizer,
             log_history=log_history,
@@ -161,51 +110,197 @@ def _run_chunk(base_key, seed_index, coordinate_id, values, config, *, width, en
         )
         return result.final, result.history
 
-    return jax.vmap(one)(seed_index, coordinate_id, values)
+    def local(base_key, seed_index, coordinate_id, values, config):
+        batched = jax.vmap(one, in_axes=(None, 0, 0, 0, None))
+        if sub_chunks == 1:
+            return batched(base_key, seed_index, coordinate_id, values, config)
+        split = jax.tree.map(lambda a: a.reshape(sub_chunks, -1, *a.shape[1:]), (seed_index, coordinate_id, values))
+        outputs = jax.lax.map(lambda args: batched(base_key, *args, config), split)
+        return jax.tree.map(lambda a: a.reshape(-1, *a.shape[2:]), outputs)
+
+    runs = PartitionSpec("runs")
+    sharded = jax.shard_map(
+        local,
+        mesh=Mesh(np.array(devices), ("runs",)),
+        in_specs=(PartitionSpec(), runs, runs, runs, PartitionSpec()),
+        out_specs=runs,
+        # Every value is per-device; the varying-axis type check would only ask scan carries to be cast.
+        check_vma=False,
+    )
+    return jax.jit(sharded)
 
 
-_run_chunk_jit = jax.jit(_run_chunk, static_argnames=("width", "engine", "log_history", "optimizer"))
-
-
-@dataclasses.dataclass
 class _Progress:
-    """Progress lines on stderr between chunks (never inside the compiled loop): one every ``every`` seconds
-    once the sweep has run ``after`` seconds, and a last one when it ends."""
+    """A ``tqdm`` bar over runs (it redraws in place in terminals and notebooks) that keeps compile time
+    apart: the bar's clock, rate and ETA stop while a program compiles, and the compile time shows beside it."""
 
-    total_runs: int
-    total_chunks: int
-    enabled: bool
-    after: float = 2.0
-    every: float = 2.0
-    started: float = dataclasses.field(default_factory=time.perf_counter)
-    last: float = -float("inf")
+    def __init__(self, plan: Plan, enabled: bool):
+        from tqdm.auto import tqdm  # the ecosystem's progress bar, notebook-aware; imported only when used
 
-    def update(self, chunks: int, runs: int) -> None:
-        now = time.perf_counter()
-        elapsed = now - self.started
-        finished = chunks == self.total_chunks
-        # One line every ``every`` seconds once past ``after``, and a closing line if any was printed.
-        due = elapsed >= self.after and now - self.last >= self.every
-        if not self.enabled or not (due or (finished and self.last > -float("inf"))):
-            return
-        self.last = now
-        rate = runs / elapsed if elapsed > 0 else float("inf")
-        eta = (self.total_runs - runs) / rate if rate > 0 else float("inf")
-        print(
-            f"jaxbo.sweep: chunk {chunks}/{self.total_chunks}, {runs}/{self.total_runs} runs, "
-            f"{rate:.1f} runs/s, elapsed {elapsed:.1f} s, ETA {eta:.1f} s",
+        self.bar = tqdm(
+            total=plan.total_runs,
+            unit="run",
+            desc="jaxbo.sweep",
+            disable=not enabled,
             file=sys.stderr,
-            flush=True,
+            mininterval=0.5,
+            dynamic_ncols=True,
         )
+        self.compile_seconds = 0.0
+        self.compiles = 0
+
+    def compiling(self, total: int) -> None:
+        self.bar.set_postfix_str(f"compiling {self.compiles + 1}/{total}…", refresh=True)
+
+    def compiled(self, seconds: float) -> None:
+        self.compile_seconds += seconds
+        self.compiles += 1
+        self.bar.unpause()  # the compile does not count towards the rate
+        self.bar.set_postfix_str(f"compile {self.compile_seconds:.1f} s", refresh=False)
+
+    def advance(self, runs: int) -> None:
+        self.bar.update(runs)
+
+    def close(self) -> None:
+        self.bar.close()
 
 
-def _scatter(into: dict[str, np.ndarray], arrays: dict[str, np.ndarray], rows: np.ndarray, total: int) -> None:
+def _scatter(into: dict[str, np.ndarray], arrays: Mapping[str, np.ndarray], rows: np.ndarray, total: int) -> None:
     """Copy a chunk's arrays (leading axis: the chunk, maybe padded) to rows ``rows`` of the (total, …) arrays."""
     for name, values in arrays.items():
         values = np.asarray(values)
         if name not in into:
             into[name] = np.empty((total, *values.shape[1:]), values.dtype)
         into[name][rows] = values[: len(rows)]
+
+
+def _chunk_inputs(plan: Plan, group: Group, rows: np.ndarray, sharding: NamedSharding):
+    """Device-placed (seed_index, coordinate_id, values) of a chunk, padded to the group's chunk size by
+    repeating its last run (the repeats are dropped afterwards)."""
+    padded = np.concatenate([rows, np.full(group.chunk_size - len(rows), rows[-1])])
+    d_type = np.float32 if plan.engine == "reduced" else np.int32  # the reduced engine takes any d as a float
+    values = {name: plan.values[name][padded].astype(d_type if name == "d" else np.float32) for name in plan.names}
+    return jax.device_put((plan.seed_index[padded], plan.coordinate_ids[padded], values), sharding)
+
+
+def execute(
+    plan: Plan,
+    config: Config,
+    base_key: jax.Array,
+    devices: Sequence[jax.Device],
+    *,
+    histories: bool,
+    optimizer: optax.GradientTransformation | None,
+    store: CheckpointStore | None,
+    progress: _Progress,
+    after_chunk: Callable[[int], None] | None = None,
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Run every chunk of ``plan`` (or load it from ``store``); returns flat (final, history) arrays (runs, …)."""
+    sharding = NamedSharding(Mesh(np.array(devices), ("runs",)), PartitionSpec("runs"))
+    traced_config = jit_config(config, plan.engine)
+    finals: dict[str, np.ndarray] = {}
+    histories_out: dict[str, np.ndarray] = {}
+    total, chunks_done = plan.total_runs, 0
+    for group_index, group in enumerate(plan.groups):
+        compiled = None
+        for chunk_index in range(group.chunks):
+            rows = group.chunk_rows(chunk_index)
+            stored = store.load(group_index, chunk_index, rows) if store else None
+            if stored is None:
+                inputs = _chunk_inputs(plan, group, rows, sharding)
+                if compiled is None:
+                    program = chunk_program(
+                        tuple(devices),
+                        width=group.width,
+                        engine=plan.engine,
+                        log_history=histories,
+                        optimizer=optimizer,
+                        sub_chunks=group.sub_chunks,
+                    )
+                    progress.compiling(len(plan.groups))
+                    started = time.perf_counter()
+                    compiled = program.lower(base_key, *inputs, traced_config).compile()
+                    progress.compiled(time.perf_counter() - started)
+                final, history = jax.device_get(compiled(base_key, *inputs, traced_config))
+                stored = {f"final/{k}": np.asarray(v)[: len(rows)] for k, v in vars(final).items()}
+                if histories:
+                    stored.update({f"history/{k}": np.asarray(v)[: len(rows)] for k, v in vars(history).items()})
+                if store:
+                    store.save(group_index, chunk_index, rows, stored)
+            for into, prefix in ((finals, "final/"), (histories_out, "history/")):
+                part = {k[len(prefix) :]: v for k, v in stored.items() if k.startswith(prefix)}
+                _scatter(into, part, rows, total)
+            chunks_done += 1
+            progress.advance(len(rows))
+            if after_chunk is not None:
+                after_chunk(chunks_done)
+    return finals, histories_out
+
+
+# --- 3. assemble -----------------------------------------------------------------------------------------------
+
+
+def _metadata(plan: Plan, devices, *, key, optimizer, histories, store, elapsed, progress) -> dict:
+    """The JSON-able facts of a sweep: what ran, where, with which versions and random-number settings."""
+    return {
+        "engine": plan.engine,
+        "plan": plan.describe(),
+        "elapsed_s": elapsed,
+        "compile_s": progress.compile_seconds,
+        "runs_per_s": plan.total_runs / elapsed,
+        "key": key if isinstance(key, int) else ("0" if key is None else "custom key"),
+        "optimizer": "sgd(config.lr)" if optimizer is None else repr(optimizer),
+        "histories": histories,
+        "checkpoint": None if store is None else {"directory": store.directory, "chunks_loaded": store.loaded},
+        "precision": "float32, HIGHEST-precision contractions",
+        "random": devices_lib.random_settings(),
+        "versions": {
+            "jaxbo": __version__,
+            "jax": jax.__version__,
+            "jaxlib": jaxlib.__version__,
+            "optax": optax.__version__,
+            "numpy": np.__version__,
+            "python": platform.python_version(),
+        },
+        "backend": jax.default_backend(),
+        "devices": [f"{device.platform}:{device.id} {device.device_kind}" for device in devices],
+        "device_count": len(devices),
+        "machine": f"{platform.machine()} {platform.processor()}".strip(),
+        "grid": {name: values.tolist() for name, values in plan.axes.items()},
+    }
+
+
+def assemble(plan: Plan, config: Config, finals, histories_out, *, histories: bool, metadata, regime_tolerance):
+    """The ``SweepResult`` of flat per-run arrays: (runs, …) → (*grid_shape, seeds, …)."""
+
+    def by_grid(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {name: value.reshape((*plan.grid_shape, plan.seeds, *value.shape[1:])) for name, value in arrays.items()}
+
+    return SweepResult(
+        dims=(*plan.names, "seed"),
+        coords={**plan.axes, "seed": np.arange(plan.seeds)},
+        final=by_grid(finals),
+        history=by_grid(histories_out) if histories else {},
+        log_steps=(np.arange(1, config.n_logs + 1) * config.log_every) if histories else np.zeros(0, np.int64),
+        config=config,
+        metadata=metadata,
+        regime_tolerance=float(regime_tolerance),
+    )
+
+
+# --- the public entry point --------------------------------------------------------------------------------------
+
+
+def _check_options(seeds, chunk_size, memory_budget, max_buckets, regime_tolerance) -> None:
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise ValueError(f"seeds = {seeds!r} must be an int >= 1")
+    for name, value in (("chunk_size", chunk_size), ("memory_budget", memory_budget), ("max_buckets", max_buckets)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"{name} = {value!r} must be an int >= 1")
+    if isinstance(regime_tolerance, bool) or not (
+        isinstance(regime_tolerance, int | float) and 0 <= regime_tolerance < 1
+    ):
+        raise ValueError(f"regime_tolerance = {regime_tolerance!r} must be a number in [0, 1)")
 
 
 def sweep(
@@ -219,7 +314,7 @@ def sweep(
     histories: bool = False,
     optimizer: optax.GradientTransformation | None = None,
     chunk_size: int | None = None,
-    memory_budget: int = MEMORY_BUDGET,
+    memory_budget: int | None = None,
     max_buckets: int = MAX_BUCKETS,
     regime_tolerance: float = REGIME_TOLERANCE,
     devices: Sequence[jax.Device] | None = None,
@@ -234,19 +329,23 @@ def sweep(
       seeds: runs per grid point.
       config: base configuration for every field the grid does not set (default ``Config()``).
       key: base key or int seed (default 0). Run keys: ``run_key(key, seed, coordinates)``.
-      progress: print a progress line on stderr between chunks once the sweep takes over 2 s.
+      progress: a progress bar (``tqdm``) on stderr, with compile time apart from the rate and ETA.
       engine: ``"auto"``, ``"primal"`` or ``"reduced"``, as in ``simulate``.
       histories: also keep every run's logged metrics (memory: runs × n_logs × ~40 floats).
       optimizer: optax transformation for every run (default gradient descent with ``config.lr``; with ``lr``
         in the grid only the default follows it).
-      chunk_size: runs per compiled call; default from ``memory_budget`` and a cache target (``CACHE_BYTES``).
-      memory_budget: bytes of run data one chunk may hold, used when ``chunk_size`` is None.
+      chunk_size: runs per compiled call; default from the backend (``jaxbo.plan.chunk_shape``): on a CPU
+        cache-sized batches, several per call; on an accelerator as many runs as fit ``memory_budget``.
+      memory_budget: bytes of run data one call may hold (default: ``plan.MEMORY_BUDGET`` on a CPU, half of
+        each accelerator's memory otherwise).
       max_buckets: most distinct padded widths (compiles) of a primal sweep over d.
       regime_tolerance: ε of the benign/harmful split (benign: all labels fitted, test accuracy >= 1 − ε).
-      devices: devices to shard each chunk's runs over (a 1-D mesh, ``NamedSharding``); default all local
-        devices. Chunks are rounded up to a multiple of the device count. Results do not depend on it: each
-        run's randomness comes from its own key. On a CPU, ``XLA_FLAGS=--xla_force_host_platform_device_count=K``
-        (set before JAX starts) makes K devices, one per core; ``python -m jaxbo`` does this by itself.
+      devices: devices to shard each call's runs over (``shard_map`` over a 1-D mesh); default
+        ``jaxbo.devices.sweep_devices()``: every local device and, on a CPU where JAX has not started yet, one
+        CPU device per core (said once on stderr). Each run's randomness comes from its own key, so the device
+        count and the chunk size change no run's data; they change the vmapped batch size, hence float32
+        rounding: continuous metrics agree to about 1e-6 relative, accuracies and regimes agree unless a
+        margin lies within rounding of 0 (tests/test_scale.py checks this).
       checkpoint: directory for finished chunks (``jaxbo.checkpoint``): a rerun with the same arguments
         loads them and computes only the rest, giving the same numbers as an uninterrupted sweep; a
         directory of another sweep (grid, config, seeds, key, engine, plan or jaxbo version) is refused.
@@ -255,162 +354,75 @@ def sweep(
       ``SweepResult`` with arrays (*grid_shape, seeds, …) and the plan in ``metadata["plan"]``.
     """
     started = time.perf_counter()
+    # First, while JAX may not have started: the default devices may ask for one CPU device per core.
+    devices = devices_lib.sweep_devices(announce=progress) if devices is None else list(devices)
     config = Config() if config is None else config
     engine = checked_engine(config, optimizer, engine)
     axes = validate_grid(grid, config)
-    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
-        raise ValueError(f"seeds = {seeds!r} must be an int >= 1")
-    for name, value, low in (
-        ("chunk_size", chunk_size, 1),
-        ("memory_budget", memory_budget, 1),
-        ("max_buckets", max_buckets, 1),
-    ):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
-            raise ValueError(f"{name} = {value!r} must be an int >= {low}")
-    if not (isinstance(regime_tolerance, int | float) and 0 <= regime_tolerance < 1):
-        raise ValueError(f"regime_tolerance = {regime_tolerance!r} must be a number in [0, 1)")
+    _check_options(seeds, chunk_size, memory_budget, max_buckets, regime_tolerance)
     base_key = as_key(0 if key is None else key)
-    devices = list(jax.local_devices() if devices is None else devices)
     if not devices or not all(isinstance(device, jax.Device) for device in devices):
         raise TypeError(f"devices must be a non-empty sequence of jax.Device, got {devices!r}")
-    batch_sharding = NamedSharding(Mesh(np.array(devices), ("runs",)), PartitionSpec("runs"))
 
-    names = list(axes)
-    shape = tuple(len(axes[name]) for name in names)
-    cells = list(itertools.product(*(range(n) for n in shape)))
-    swept = {
-        name: np.array([axes[name][cell[i]] for cell in cells for _ in range(seeds)]) for i, name in enumerate(names)
-    }
-    seed_index = np.tile(np.arange(seeds, dtype=np.int32), len(cells))
-    identifiers = np.array(
-        [coordinate_hash({n: axes[n][cell[i]] for i, n in enumerate(names)}) for cell in cells for _ in range(seeds)],
-        dtype=np.int32,
+    plan = make_plan(
+        axes,
+        config,
+        seeds=seeds,
+        engine=engine,
+        histories=histories,
+        backend=Backend.of(devices),
+        chunk_size=chunk_size,
+        memory_budget=memory_budget,
+        max_buckets=max_buckets,
     )
-    total = len(seed_index)
-
-    # Group runs by array width: one group (one compile) unless the primal engine sweeps d.
-    if engine == "primal" and "d" in axes:
-        bucket_widths = plan_buckets(axes["d"], max_buckets)
-        run_width = np.array([min(w for w in bucket_widths if w >= d) for d in swept["d"]])
-        groups = [(width, np.flatnonzero(run_width == width)) for width in bucket_widths]
-    else:
-        width = reduced.width(config) if engine == "reduced" else config.d
-        groups = [(width, np.arange(total))]
-
-    plan_groups = []
-    for width, members in groups:
-        per_run = _bytes_per_run(config, engine, width, histories)
-        train_bytes = 4 * config.n_train * config.T * width
-        size = chunk_size or max(1, min(memory_budget // per_run, CACHE_BYTES // train_bytes))
-        size = min(size, len(members))
-        size = math.ceil(size / len(devices)) * len(devices)  # every device gets the same number of runs
-        plan_groups.append(
-            {
-                "width": int(width),
-                "runs": len(members),
-                "chunk_size": int(size),
-                "chunks": math.ceil(len(members) / size),
-                "bytes_per_run": int(per_run),
-            }
-        )
-    tracker = _Progress(total, sum(g["chunks"] for g in plan_groups), progress)
     store = None
     if checkpoint is not None:
         store = CheckpointStore(
             checkpoint,
             {
                 "jaxbo": __version__,
-                "grid": {name: axes[name].tolist() for name in names},
+                "grid": {name: values.tolist() for name, values in axes.items()},
                 "config": config_to_json(config),
                 "seeds": seeds,
                 "key": _key_identity(base_key),
                 "engine": engine,
                 "histories": histories,
                 "optimizer": "sgd(config.lr)" if optimizer is None else f"custom {type(optimizer).__name__}",
-                "plan": plan_groups,
+                "plan": [group.describe() for group in plan.groups],
                 "devices": len(devices),
             },
         )
-
-    finals: dict[str, np.ndarray] = {}
-    histories_out: dict[str, np.ndarray] = {}
-    chunks_done = runs_done = 0
-    for group_index, ((width, members), plan) in enumerate(zip(groups, plan_groups, strict=True)):
-        size = plan["chunk_size"]
-        for chunk_index, start in enumerate(range(0, len(members), size)):
-            chunk = members[start : start + size]
-            stored = store.load(group_index, chunk_index, chunk) if store else None
-            if stored is not None:
-                for into, prefix in ((finals, "final/"), (histories_out, "history/")):
-                    part = {k[len(prefix) :]: v for k, v in stored.items() if k.startswith(prefix)}
-                    _scatter(into, part, chunk, total)
-                chunks_done += 1
-                runs_done += len(chunk)
-                tracker.update(chunks_done, runs_done)
-                continue
-            # The last chunk repeats its final run to keep the compiled shape; the repeats are dropped.
-            padded = np.concatenate([chunk, np.full(size - len(chunk), chunk[-1])])
-            values = {name: swept[name][padded].astype(np.int32 if name == "d" else np.float32) for name in names}
-            batch = jax.device_put((seed_index[padded], identifiers[padded], values), batch_sharding)
-            final, history = _run_chunk_jit(
-                base_key,
-                *batch,
-                config,
-                width=int(width),
-                engine=engine,
-                log_history=histories,
-                optimizer=optimizer,
-            )
-            final = vars(jax.device_get(final))
-            history = vars(jax.device_get(history)) if histories else {}
-            _scatter(finals, final, chunk, total)
-            _scatter(histories_out, history, chunk, total)
-            if store:
-                arrays = {f"final/{k}": np.asarray(v)[: len(chunk)] for k, v in final.items()}
-                arrays.update({f"history/{k}": np.asarray(v)[: len(chunk)] for k, v in history.items()})
-                store.save(group_index, chunk_index, chunk, arrays)
-            chunks_done += 1
-            runs_done += len(chunk)
-            tracker.update(chunks_done, runs_done)
-            if _after_chunk is not None:
-                _after_chunk(chunks_done)
-
-    def by_grid(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return {name: value.reshape((*shape, seeds, *value.shape[1:])) for name, value in arrays.items()}
-
-    elapsed = time.perf_counter() - started
-    metadata = {
-        "engine": engine,
-        "plan": {"groups": plan_groups, "total_runs": total, "compiles": len(plan_groups)},
-        "elapsed_s": elapsed,
-        "runs_per_s": total / elapsed,
-        "key": key if isinstance(key, int) else ("0" if key is None else "custom key"),
-        "optimizer": "sgd(config.lr)" if optimizer is None else repr(optimizer),
-        "histories": histories,
-        "checkpoint": None if store is None else {"directory": store.directory, "chunks_loaded": store.loaded},
-        "precision": "float32, HIGHEST-precision contractions",
-        "versions": {
-            "jaxbo": __version__,
-            "jax": jax.__version__,
-            "jaxlib": jaxlib.__version__,
-            "optax": optax.__version__,
-            "numpy": np.__version__,
-            "python": platform.python_version(),
-        },
-        "backend": jax.default_backend(),
-        "devices": [f"{device.platform}:{device.id} {device.device_kind}" for device in devices],
-        "device_count": len(devices),
-        "machine": f"{platform.machine()} {platform.processor()}".strip(),
-        "grid": {name: axes[name].tolist() for name in names},
-    }
-    history_arrays = by_grid(histories_out) if histories else {}
-    return SweepResult(
-        dims=(*names, "seed"),
-        coords={**{name: axes[name] for name in names}, "seed": np.arange(seeds)},
-        final=by_grid(finals),
-        history=history_arrays,
-        log_steps=(np.arange(1, config.n_logs + 1) * config.log_every) if histories else np.zeros(0, np.int64),
-        config=config,
+    bar = _Progress(plan, progress)
+    try:
+        finals, histories_out = execute(
+            plan,
+            config,
+            base_key,
+            devices,
+            histories=histories,
+            optimizer=optimizer,
+            store=store,
+            progress=bar,
+            after_chunk=_after_chunk,
+        )
+    finally:
+        bar.close()
+    metadata = _metadata(
+        plan,
+        devices,
+        key=key,
+        optimizer=optimizer,
+        histories=histories,
+        store=store,
+        elapsed=time.perf_counter() - started,
+        progress=bar,
+    )
+    return assemble(
+        plan,
+        config,
+        finals,
+        histories_out,
+        histories=histories,
         metadata=metadata,
-        regime_tolerance=float(regime_tolerance),
+        regime_tolerance=regime_tolerance,
     )

@@ -11,7 +11,7 @@ import optax
 
 from jaxbo import data as data_lib
 from jaxbo import reduced
-from jaxbo.config import Config
+from jaxbo.config import SWEEPABLE, Config, with_traced
 from jaxbo.loss import (
     autodiff_grad,
     grad_from_attention,
@@ -72,7 +72,10 @@ class Run:
     """Result of ``simulate``.
 
     Attributes:
-      params: final parameters.
+      params: final parameters, in the engine's coordinates (``coordinates`` says which). With the reduced
+        engine ``params.p`` has 2 + n_train·T entries: p on e₁, e₂ (so on μ₁, μ₂), then on an orthonormal basis
+        of the training noise's span. Every metric, ‖p‖ and cos(p, μ_c) are the same as in R^d;
+        ``jaxbo.reduced.lift(run.params.p, key, d)`` gives a d-vector with the same joint law as p.
       history: ``Metrics`` recorded after steps log_every, 2·log_every, …, steps; fields (n_logs, …).
       final: ``Metrics`` after the last step (equals the last row of ``history``).
       log_steps: (n_logs,) int32, the step count at each history row.
@@ -84,6 +87,33 @@ class Run:
     final: Metrics
     log_steps: jax.Array
     engine: str = "primal"
+
+    @property
+    def coordinates(self) -> str:
+        """Which coordinates ``params`` live in, in words."""
+        width = self.params.p.shape[-1]
+        if self.engine == "reduced":
+            return (
+                f"reduced: {width} coordinates (e₁, e₂, then an orthonormal basis of the training noise's span); "
+                "use jaxbo.reduced.lift for a d-vector"
+            )
+        return f"primal: R^{width}"
+
+    def __repr__(self) -> str:
+        final = self.final
+        batch = tuple(np.shape(final.train_accuracy))
+        if batch:
+            summary = f"batch of {batch} runs"
+        else:
+            summary = (
+                f"train acc {float(final.train_accuracy):.3f}, test acc {float(final.test_accuracy):.3f}, "
+                f"noisy fit {float(final.noisy_fit):.3f}, train loss {float(final.train_loss):.4f}"
+            )
+        steps = int(np.asarray(self.log_steps).reshape(-1)[-1]) if np.size(self.log_steps) else 0
+        return (
+            f"Run(engine={self.engine!r}, {steps} steps, {np.shape(self.log_steps)[-1]} logged rows, {summary}; "
+            f"params in {self.coordinates})"
+        )
 
 
 jax.tree_util.register_dataclass(Run, data_fields=["params", "history", "final", "log_steps"], meta_fields=["engine"])
@@ -100,8 +130,10 @@ def _accuracy_and_loss(f: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.
     return jnp.mean(margins > 0), jnp.mean(logistic_loss(margins))
 
 
-def _train_metrics(params: Params, train, train_gamma, saturation_sums) -> dict[str, jax.Array]:
-    """Training-set and parameter metrics of ``params`` (γ = Xν precomputed)."""
+def _train_metrics(params: Params, train, train_gamma, saturation_totals) -> dict[str, jax.Array]:
+    """Training-set and parameter metrics of ``params`` (γ = Xν precomputed; ``saturation_totals``: (n,)
+    Σ_τ 𝔖⁽ⁱ⁾(τ) per sample, summed by class and group here rather than at every step)."""
+    saturation_sums = saturation_by_group(saturation_totals, train.clean_labels, train.noisy_mask)
     s_train = jax.nn.softmax(attention_logits(params, train.tokens), axis=-1)
     f_train = jnp.sum(s_train * train_gamma, axis=-1)
     train_accuracy, train_loss = _accuracy_and_loss(f_train, train.labels)
@@ -134,10 +166,10 @@ def _test_metrics(params: Params, test, test_gamma) -> dict[str, jax.Array]:
     )
 
 
-def _evaluate(params: Params, train, train_gamma, test, test_gamma, saturation_sums) -> Metrics:
+def _evaluate(params: Params, train, train_gamma, test, test_gamma, saturation_totals) -> Metrics:
     """Metrics of ``params`` on the training and test sets (each with its precomputed γ = Xν)."""
     return Metrics(
-        **_train_metrics(params, train, train_gamma, saturation_sums), **_test_metrics(params, test, test_gamma)
+        **_train_metrics(params, train, train_gamma, saturation_totals), **_test_metrics(params, test, test_gamma)
     )
 
 
@@ -187,18 +219,16 @@ def train(
     test_gamma = None if test_set is None else token_scores(params, test_set.tokens)
 
     def descent_step(carry, _):
-        values, opt_state, saturation_sums = carry
+        values, opt_state, saturation_totals = carry
         current = with_trainable(params, values)
         attention = jax.nn.softmax(attention_logits(current, tokens), axis=-1)
-        saturation_sums = saturation_sums + saturation_by_group(
-            saturation(attention, train_set.roles), train_set.clean_labels, train_set.noisy_mask
-        )
+        saturation_totals = saturation_totals + saturation(attention, train_set.roles)
         if config.gradient == "analytic":
             grads = grad_from_attention(current, tokens, labels, attention, train_gamma, train_weights)
         else:
             grads = autodiff_grad(current, tokens, labels, train_weights)
         updates, opt_state = optimizer.update(grads, opt_state, values)
-        return (optax.apply_updates(values, updates), opt_state, saturation_sums), None
+        return (optax.apply_updates(values, updates), opt_state, saturation_totals), None
 
     if kernel:
         if not (optimizer_is_default and config.attention == "identity" and config.gradient == "analytic"):
@@ -217,16 +247,17 @@ def train(
         carry, _ = jax.lax.scan(step, carry, length=config.log_every)
         if not log_history:
             return carry, None
-        values, _, saturation_sums = carry
-        metrics = _evaluate(params_of(values), train_set, train_gamma, test_set, test_gamma, saturation_sums)
+        values, _, saturation_totals = carry
+        metrics = _evaluate(params_of(values), train_set, train_gamma, test_set, test_gamma, saturation_totals)
         return carry, metrics
 
-    carry = (values, () if kernel else optimizer.init(values), jnp.zeros((2, 2), jnp.float32))
-    (values, _, saturation_sums), history = jax.lax.scan(block, carry, length=config.n_logs)
+    # The carry's last entry is Σ_τ 𝔖⁽ⁱ⁾(τ) per sample, (n,): one add per step, grouped only when logged.
+    carry = (values, () if kernel else optimizer.init(values), jnp.zeros(tokens.shape[0], jnp.float32))
+    (values, _, saturation_totals), history = jax.lax.scan(block, carry, length=config.n_logs)
     final_params = params_of(values)
     if test_set is None:
-        return final_params, history, _train_metrics(final_params, train_set, train_gamma, saturation_sums)
-    final = _evaluate(final_params, train_set, train_gamma, test_set, test_gamma, saturation_sums)
+        return final_params, history, _train_metrics(final_params, train_set, train_gamma, saturation_totals)
+    final = _evaluate(final_params, train_set, train_gamma, test_set, test_gamma, saturation_totals)
     return final_params, history, final
 
 
@@ -238,14 +269,12 @@ def _kernel_step(config: Config, params: Params, train_set, train_gamma):
     initial_logits = jnp.matmul(flat, params.p, precision=PRECISION)
 
     def step(carry, _):
-        alpha, state, saturation_sums = carry
+        alpha, state, saturation_totals = carry
         logits = (initial_logits + jnp.matmul(gram, alpha["p"], precision=PRECISION)).reshape(n, T)
         attention = jax.nn.softmax(logits, axis=-1)
-        saturation_sums = saturation_sums + saturation_by_group(
-            saturation(attention, train_set.roles), train_set.clean_labels, train_set.noisy_mask
-        )
+        saturation_totals = saturation_totals + saturation(attention, train_set.roles)
         weights = token_weights(train_set.labels, attention, train_gamma)
-        return ({"p": alpha["p"] - config.lr * weights.reshape(-1)}, state, saturation_sums), None
+        return ({"p": alpha["p"] - config.lr * weights.reshape(-1)}, state, saturation_totals), None
 
     return step
 
@@ -366,13 +395,34 @@ def resolve_engine(config: Config, optimizer: optax.GradientTransformation | Non
 
 
 def checked_engine(config: Config, optimizer: optax.GradientTransformation | None, engine: str) -> str:
-    """Validate the arguments every entry point shares, before any tracing, and resolve ``engine``."""
+    """Validate the arguments every entry point shares, before any tracing, and resolve ``engine``.
+
+    The primal engine also refuses, before compiling, a d beyond int32 indexing or beyond this machine's
+    memory (naming the size); ``sweep`` checks each bucket against its devices' memory too.
+    """
     if not isinstance(config, Config):
         raise TypeError(f"config must be a jaxbo.Config, got {type(config).__name__}")
     config.validate()
     if optimizer is not None and not isinstance(optimizer, optax.GradientTransformation):
         raise TypeError(f"optimizer must be an optax.GradientTransformation, got {type(optimizer).__name__}")
-    return resolve_engine(config, optimizer, engine)
+    engine = resolve_engine(config, optimizer, engine)
+    if engine == "primal":
+        from jaxbo.plan import check_fits  # plan sits after train in the data flow
+
+        check_fits(config, engine, config.d, log_history=False)
+    return engine
+
+
+def jit_config(config: Config, engine: str) -> Config:
+    """``config`` with its sweepable fields as 0-d numpy arrays, ready to be a ``jit`` argument.
+
+    d is float32 for the reduced engine, where it only counts orthogonal coordinates (so any d up to 2⁵³ is
+    accepted; beyond 2²⁴ float32 rounds it to 7 significant digits, a relative change of the χ² degrees of
+    freedom below 6e-8), and int32 for the primal engine, whose arrays have d columns.
+    """
+    d_type = np.float32 if engine == "reduced" else np.int32
+    leaves = {name: np.asarray(getattr(config, name), np.float32) for name in SWEEPABLE if name != "d"}
+    return with_traced(config, d=np.asarray(config.d, d_type), **leaves)
 
 
 def make_run(
@@ -386,9 +436,11 @@ def make_run(
     seeds at once (``keys = jax.random.split(jax.random.key(0), seeds)``). ``engine`` as in ``simulate``.
     """
     engine = checked_engine(config, optimizer, engine)
+    traced = jit_config(config, engine)
+    width = reduced.width(config) if engine == "reduced" else config.d
 
     def run_one(key: jax.Array) -> Run:
-        return run(key, config, width=config.d, optimizer=optimizer, log_history=log_history, engine=engine)
+        return run(key, traced, width=width, optimizer=optimizer, log_history=log_history, engine=engine)
 
     return run_one
 
@@ -413,8 +465,10 @@ def simulate(
 
     Returns:
       A ``Run`` with final parameters, metric histories (n_logs rows) and final metrics. With the reduced
-      engine, ``params`` live in the 2 + n_train·T coordinates (p[0], p[1] on e₁, e₂; ‖p‖ preserved).
+      engine, ``params`` live in the 2 + n_train·T coordinates (``Run.coordinates``; p[0], p[1] on e₁, e₂;
+      ‖p‖ preserved); ``jaxbo.reduced.lift`` maps them to R^d.
     """
     config = Config() if config is None else config
     engine = checked_engine(config, optimizer, engine)
-    return _run_jit(as_key(key), config, width=config.d, optimizer=optimizer, engine=engine)
+    width = reduced.width(config) if engine == "reduced" else config.d
+    return _run_jit(as_key(key), jit_config(config, engine), width=width, optimizer=optimizer, engine=engine)

@@ -7,10 +7,11 @@ Writes results/phase_diagram.{npz,json,png}: d = 250…5000 and ‖μ‖ = 5…1
 
 import sys
 
-from jaxbo.cli import main, use_cpu_cores
+from jaxbo.cli import main, use_compilation_cache, use_cpu_cores
 
 DEFAULTS = ["sweep", "--d", "250:5000:40", "--signal-norm", "5:100:40", "--seeds", "10"]
 
 if __name__ == "__main__":
     use_cpu_cores()
+    use_compilation_cache()
     sys.exit(main(DEFAULTS + sys.argv[1:]))

@@ -1,13 +1,42 @@
-"""Shared fixtures: small shapes so each module compiles once and the suite stays fast on 2 cores."""
+"""Shared fixtures: small shapes so each module compiles once and the suite stays fast on 2 cores.
+
+``pytest -q`` is the inner loop: tests marked ``slow`` (long statistical checks, subprocesses with other
+device counts) are skipped. ``pytest -q --all`` runs them too, and so does CI (``CI=true``, set by .ci/run's
+environment), so every test runs before anything lands.
+"""
+
+import os
 
 import jax
 import pytest
 
 import jaxbo
 
+# As a user's script would: one CPU device per core before JAX starts, so sweeps shard as they do for users.
+jaxbo.use_cpu_cores()
+# The inner loop reruns the same programs: keep compiled ones on disk (JAX keys them by program, flags and
+# versions, so a change recompiles). JAXBO_TEST_CACHE= (empty) turns it off.
+_cache = os.environ.get("JAXBO_TEST_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "jaxbo", "xla-tests"))
+if _cache:
+    jax.config.update("jax_compilation_cache_dir", _cache)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+
 
 def pytest_addoption(parser):
-    parser.addoption("--all", action="store_true", default=False, help="widen the small default test matrix")
+    parser.addoption("--all", action="store_true", default=False, help="also run the tests marked slow")
+
+
+def run_everything(config) -> bool:
+    return config.getoption("--all") or os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def pytest_collection_modifyitems(config, items):
+    if run_everything(config):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --all (CI runs it)")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")

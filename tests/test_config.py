@@ -39,8 +39,9 @@ BAD_VALUES = [
     ("n_train", -5, ValueError, ">= 2"),
     ("n_train", 2.0, TypeError, "int"),
     ("T", 2, ValueError, ">= 3"),
-    ("d", 1, ValueError, ">= 2"),
-    ("d", 0, ValueError, ">= 2"),
+    ("d", 1, ValueError, r"\[2, "),
+    ("d", 0, ValueError, r"\[2, "),
+    ("d", 2**53 + 1, ValueError, r"\[2, 9007199254740992\]"),
     ("n_test", 0, ValueError, ">= 1"),
     ("steps", 0, ValueError, ">= 1"),
     ("log_every", -1, ValueError, ">= 1"),
@@ -75,6 +76,31 @@ def test_validate_names_field_value_and_range(field, value, error, allowed):
     if field != "layout" or "T must" not in allowed:
         assert repr(value) in message or str(value) in message
     assert info.match(allowed)
+
+
+def test_construction_validates_and_names_unknown_fields():
+    with pytest.raises(ValueError, match=r"Config\.d = -5 is out of range"):
+        jaxbo.Config(d=-5)
+    with pytest.raises(ValueError, match=r"Config\.noise_rate = 1\.5 .*\[0, 0\.5\)"):
+        jaxbo.Config(noise_rate=1.5)
+    with pytest.raises(TypeError, match=r"no field\(s\) \['dd'\]; fields are \('n_train', 'T', 'd'"):
+        jaxbo.Config(dd=3)
+    assert jaxbo.Config(d=3 * 10**9).d == 3 * 10**9  # any d a float represents (the reduced engine's range)
+
+
+def test_traced_copies_and_pytree_rebuilds_are_not_validated():
+    config = jaxbo.Config()
+    traced = jaxbo.config.with_traced(config, d=jax.numpy.float32(-1.0))  # as inside a trace: no checks
+    assert traced.d == -1.0 and traced.T == config.T
+    with pytest.raises(TypeError, match="sweepable"):
+        jaxbo.config.with_traced(config, T=3)
+    # JAX rebuilds pytrees with axis specs and sentinels as leaves; that must not raise.
+    rebuilt = jax.tree.unflatten(jax.tree.structure(config), [None] * len(SWEEPABLE))
+    assert rebuilt.d is None and rebuilt.layout == config.layout
+    axes = jaxbo.config.with_traced(jax.tree.map(lambda _: None, config), signal_norm=0)
+    batched = jaxbo.config.with_traced(config, signal_norm=jax.numpy.arange(1.0, 4.0))
+    doubled = jax.vmap(lambda c: c.signal_norm * 2, in_axes=(axes,))(batched)
+    assert doubled.tolist() == [2.0, 4.0, 6.0]
 
 
 def test_entry_points_validate_before_tracing():

@@ -75,6 +75,7 @@ def test_train_and_test_sets_are_independent(key):
     np.testing.assert_array_equal(again.tokens, train.tokens)
 
 
+@pytest.mark.slow
 def test_projected_test_draw_has_the_exact_joint_distribution_of_logits_and_scores():
     # For a fixed query q and head ν, a_t = x_tᵀq and γ_t = x_tᵀν are Gaussian with mean m_tᵀq, m_tᵀν,
     # variances σ²‖q‖², σ²‖ν‖² and covariance σ² qᵀν: closed forms, independent of both samplers.

@@ -39,8 +39,44 @@ def test_cli_sweep_writes_data_and_a_phase_diagram(tmp_path, capsys):
     result = jaxbo.load(tmp_path / "phase_diagram")
     assert result.dims == ("d", "signal_norm", "noise_rate", "seed")
     np.testing.assert_array_equal(result.coords["d"], [40, 220, 400])
-    with pytest.raises(ValueError, match="select"):
-        plot.phase_diagram(result)
+    # One row of panels per η, each titled with its own η; the suptitle names no η (it is not fixed).
+    figure = plot.phase_diagram(result)
+    titles = [axis.get_title() for axis in figure.axes if axis.get_title()]
+    assert len(titles) == 6 and sum("(η=0.1)" in t for t in titles) == 3 and sum("(η=0.2)" in t for t in titles) == 3
+    assert "η" not in figure._suptitle.get_text() and "n=10" in figure._suptitle.get_text()
+    assert image.shape[0] > 1.8 * matplotlib.image.imread(_single_row(result, tmp_path)).shape[0]
+    selected = plot.phase_diagram(result, select={"noise_rate": 0.2})
+    assert all("(η=0.2)" in axis.get_title() for axis in selected.axes if axis.get_title())
+    with pytest.raises(ValueError, match="not a grid value"):
+        plot.phase_diagram(result, select={"noise_rate": 0.3})
+
+
+def _single_row(result, tmp_path):
+    path = tmp_path / "single.png"
+    plot.phase_diagram(result, select={"noise_rate": 0.1}).savefig(path, dpi=120)
+    return path
+
+
+def test_cli_help_version_and_argument_errors(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["sweep", "--help"])
+    text = " ".join(capsys.readouterr().out.split())  # unwrap: the terminal width decides the line breaks
+    assert "(default: 250:5000:20)" in text and "`" not in text and "flips=balanced" in text and "example:" in text
+    parser = cli.build_parser("jaxbo")
+    for command in parser.commands.values():
+        assert all(action.help for action in command._actions), "every option has a help line"
+    with pytest.raises(SystemExit):
+        cli.main(["--version"])
+    assert capsys.readouterr().out.strip() == f"jaxbo-attention {jaxbo.__version__}"
+    out = tmp_path / "never"
+    # A negative range start parses, then fails validation with the sub-command's usage; --out is not created.
+    assert cli.main(["sweep", "--d", "-100:500:3", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: ") and "sweep" in err.splitlines()[0] and "Config.d = -100 is out of range" in err
+    assert not out.exists()
+    with pytest.raises(SystemExit):
+        cli.main(["sweep", "--set", "d=300", "--out", str(out)])
+    assert "names a grid axis" in capsys.readouterr().err and not out.exists()
 
 
 def test_cli_run_writes_dynamics_and_errors_are_clear(tmp_path, capsys):
@@ -51,6 +87,7 @@ def test_cli_run_writes_dynamics_and_errors_are_clear(tmp_path, capsys):
     assert "Config.noise_rate = 0.7" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli.main(["sweep", "--d", "1:2"])
+    assert "expected start:stop:num" in capsys.readouterr().err
 
 
 def test_dynamics_needs_one_run():
@@ -60,3 +97,5 @@ def test_dynamics_needs_one_run():
     batch = jax.vmap(jaxbo.make_run(config))(jax.random.split(jax.random.key(0), 2))
     with pytest.raises(ValueError, match="one run"):
         plot.dynamics(batch)
+    assert repr(batch).startswith("Run(engine='reduced', 20 steps") and "batch of (2,) runs" in repr(batch)
+    assert len(repr(batch)) < 400

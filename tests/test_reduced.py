@@ -57,6 +57,7 @@ def test_kernel_form_follows_plain_gradient_descent(start):
         train.train(config, params, train_set, test_set, optimizer=optax.adam(0.1), kernel=True)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("d", [10, 26, 400])  # m = d − 2 < N, m ≈ N, m ≫ N (N = 24)
 def test_distributional_equivalence(d):
     config = CONFIG.replace(d=d)
@@ -77,6 +78,7 @@ def test_distributional_equivalence(d):
         assert abs(a.mean() - b.mean()) <= 4 * standard_error + 1e-7, (name, a.mean(), b.mean(), standard_error)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("d", "N"), [(102, 12), (8, 12)])
 def test_bartlett_gram_has_the_wishart_moments(d, N):
     config = jaxbo.Config(n_train=3, T=4, d=d, sigma=1.5)
@@ -93,6 +95,7 @@ def test_bartlett_gram_has_the_wishart_moments(d, N):
     np.testing.assert_allclose(off.var(0) / (m * s2**2), 1.0, atol=0.15)
 
 
+@pytest.mark.slow
 def test_chi_square_stays_accurate_at_ten_million_dimensions():
     config = jaxbo.Config(n_train=4, T=4, d=10**7)
     keys = jax.random.split(jax.random.key(2), 2000)

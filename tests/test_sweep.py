@@ -1,7 +1,6 @@
 import importlib
 
 import chex
-import jax
 import numpy as np
 import pytest
 
@@ -50,11 +49,9 @@ def test_padded_sweep_run_equals_unpadded_simulate(primal_result):
 
 
 def test_compiles_once_per_bucket_and_runs_do_not_depend_on_the_grid(monkeypatch):
-    counted = jax.jit(
-        chex.assert_max_traces(sweep_module._run_chunk, n=1),
-        static_argnames=("width", "engine", "log_history", "optimizer"),
-    )
-    monkeypatch.setattr(sweep_module, "_run_chunk_jit", counted)
+    # A run is traced once per compiled program; fail if the second sweep of the same shapes traces again.
+    sweep_module.chunk_program.cache_clear()
+    monkeypatch.setattr(sweep_module, "run", chex.assert_max_traces(sweep_module.run, n=1))
     small = jaxbo.sweep(
         {"d": [50, 5000, 10**6], "signal_norm": [5.0, 20.0]}, seeds=3, config=CONFIG, chunk_size=4, progress=False
     )  # reduced: 18 runs, 5 chunks, one trace
@@ -67,6 +64,7 @@ def test_compiles_once_per_bucket_and_runs_do_not_depend_on_the_grid(monkeypatch
         np.testing.assert_array_equal(small.final[name][2, 1], big.final[name][2, 2])
 
 
+@pytest.mark.slow
 def test_regimes_on_a_tiny_grid():
     result = jaxbo.sweep(
         {"d": [300, 4000], "signal_norm": [5.0, 100.0]}, seeds=6, config=jaxbo.Config(n_test=300), progress=False
@@ -98,13 +96,13 @@ def test_bad_grids_fail_before_compiling(monkeypatch, grid, error, message):
     def never(*args, **kwargs):
         raise AssertionError("compiled despite a bad grid")
 
-    monkeypatch.setattr(sweep_module, "_run_chunk_jit", never)
+    monkeypatch.setattr(sweep_module, "chunk_program", never)
     with pytest.raises(error, match=message):
         jaxbo.sweep(grid, config=CONFIG, progress=False)
 
 
 def test_bad_arguments_fail_before_compiling(monkeypatch):
-    monkeypatch.setattr(sweep_module, "_run_chunk_jit", None)
+    monkeypatch.setattr(sweep_module, "chunk_program", None)
     with pytest.raises(ValueError, match="seeds = 0"):
         jaxbo.sweep({"d": [50]}, seeds=0, config=CONFIG)
     with pytest.raises(ValueError, match="chunk_size = -1"):
@@ -113,6 +111,29 @@ def test_bad_arguments_fail_before_compiling(monkeypatch):
         jaxbo.sweep({"d": [50]}, engine="fast", config=CONFIG)
     with pytest.raises(ValueError, match="not exact"):
         jaxbo.sweep({"d": [50]}, engine="reduced", config=CONFIG.replace(attention="trained"))
+    with pytest.raises(ValueError, match=r"Config\.d = 3000000000 is too large for the primal engine"):
+        jaxbo.sweep({"d": [3 * 10**9]}, engine="primal", config=CONFIG)
+
+
+def test_any_d_a_float_represents_runs_in_the_reduced_engine():
+    # d >= 2^31 once wrapped to a negative int32 and silently dropped the noise; now d is a float count.
+    grid = {"d": [3 * 10**9], "signal_norm": [4.0]}
+    result = jaxbo.sweep(grid, seeds=2, config=CONFIG, progress=False)
+    assert result.coords["d"].tolist() == [3 * 10**9] and result.metadata["engine"] == "reduced"
+    run = jaxbo.simulate(
+        sweep_module.run_key(0, 1, {"d": 3 * 10**9, "signal_norm": 4.0}),
+        CONFIG.replace(**{"d": 3 * 10**9, "signal_norm": 4.0}),
+    )
+    np.testing.assert_allclose(result.final["train_loss"][0, 0, 1], run.final.train_loss, rtol=1e-5)
+    # Memorising noise of norm σ√d ≫ ‖μ‖ fits every label (noisy ones too) and generalises badly.
+    assert (result.final["noisy_fit"] == 1.0).all() and (result.final["test_accuracy"] < 0.9).all()
+
+
+def test_save_creates_missing_folders_and_reprs_are_short(primal_result, tmp_path):
+    npz, _ = primal_result.save(tmp_path / "new" / "deeper" / "result")
+    assert jaxbo.load(npz).dims == primal_result.dims
+    text = repr(primal_result)
+    assert len(text) < 1000 and "d: 3 [30, 34, 60]" in text and "12 runs" in text and "majority regime" in text
 
 
 def test_save_load_round_trip(primal_result, tmp_path):

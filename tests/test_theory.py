@@ -99,6 +99,7 @@ def test_time_to_fit_comes_before_time_to_generalise(benign_runs):
     np.testing.assert_array_equal(theory.first_time(jnp.array([0.5, 0.9]), jnp.arange(2), 1.0), -1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("d", [1000, 20000])
 def test_good_event_holds_in_distribution_and_detects_violations(d):
     config = jaxbo.Config(d=d)
@@ -127,6 +128,7 @@ def existence(config, seeds=4):
     return jax.vmap(one)(keys)
 
 
+@pytest.mark.slow
 def test_existence_construction_interpolates_and_generalises_when_its_conditions_hold():
     config = jaxbo.Config(d=100_000, signal_norm=60.0, n_test=300)
     conditions = theory.existence_conditions(config, n_noisy=4)

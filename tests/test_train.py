@@ -102,6 +102,7 @@ REGIME_SETTINGS = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("layout", "d", "signal_norm", "expected"), REGIME_SETTINGS)
 def test_three_regimes(layout, d, signal_norm, expected):
     config = jaxbo.Config(d=d, signal_norm=signal_norm, layout=layout, n_test=200)

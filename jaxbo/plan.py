@@ -1,0 +1,396 @@
+"""The plan of a sweep: grid + config → run table and chunk plan. Pure Python and numpy, nothing compiles.
+
+The Cartesian product of the grid × seeds is one flat table of runs. Runs are grouped by array width (one
+group, one compile, unless the primal engine sweeps d: then a few *buckets* of nearby d, each padded to its
+widest member), and each group is cut into equal chunks, one compiled call each. How big a chunk is depends
+on the backend: on a CPU a chunk's training data should stay in the cache (measured: 3× faster than big
+chunks); on an accelerator a chunk is as large as the device memory budget allows, so a phase diagram is
+one compiled call. ``sweep`` executes a plan; this module only decides it, so it is testable without a device.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+import os
+import zlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from jaxbo.config import SWEEPABLE, Config
+from jaxbo.reduced import width as reduced_width
+
+#: Default memory budget of one chunk's data on a CPU, bytes; the chunk size follows from it.
+MEMORY_BUDGET = 1 << 30
+#: On a CPU, the arrays every step reads (the Gram matrices of the reduced engine's kernel form, the tokens of
+#: the primal engine) of one device's vmapped batch are kept near this size, so they stay in the core's L2
+#: cache: measured on 2 Zen-4 EPYC cores (1 MiB L2 each), 4–5 reduced runs per batch ran 1.52 ms/run against
+#: 1.78 ms/run for 20 and 2.23 ms/run for 40 (docs/benchmarks.md). Not applied on accelerators.
+CACHE_BYTES = 512 << 10
+#: On a CPU, cache-sized batches per compiled call (run one after another by ``lax.map``): fewer calls,
+#: same speed per run, and still a progress update every fraction of a second.
+SUB_CHUNKS = 16
+#: On an accelerator, the fraction of a device's memory a chunk may fill (the rest: XLA's temporaries).
+ACCELERATOR_MEMORY_FRACTION = 0.5
+#: Default upper bound on the number of d buckets (compiles) of a primal sweep.
+MAX_BUCKETS = 4
+#: The primal engine indexes coordinates with int32.
+MAX_PRIMAL_WIDTH = 2**31 - 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Backend:
+    """What the plan needs to know of the devices a sweep runs on.
+
+    Attributes:
+      platform: ``"cpu"``, ``"gpu"`` or ``"tpu"`` (JAX's ``Device.platform``).
+      device_count: devices the runs are sharded over.
+      memory_bytes: memory of one device in bytes, or None where JAX does not report it.
+    """
+
+    platform: str
+    device_count: int
+    memory_bytes: int | None = None
+
+    @property
+    def accelerator(self) -> bool:
+        return self.platform != "cpu"
+
+    @classmethod
+    def of(cls, devices: Sequence[Any]) -> Backend:
+        """The backend of ``devices`` (``jax.Device`` objects): platform, count and per-device memory.
+
+        Memory is ``Device.memory_stats()["bytes_limit"]`` where the runtime reports it (GPU, TPU), else, on a
+        CPU, the machine's physical memory.
+        """
+        devices = list(devices)
+        platform = devices[0].platform
+        memory = None
+        try:
+            stats = devices[0].memory_stats()
+            memory = int(stats["bytes_limit"]) if stats and "bytes_limit" in stats else None
+        except Exception:  # backends without memory statistics raise various errors
+            memory = None
+        if memory is None and platform == "cpu":
+            memory = physical_memory()
+        return cls(platform=platform, device_count=len(devices), memory_bytes=memory)
+
+
+def physical_memory() -> int | None:
+    """Bytes of physical memory of this machine, or None where the OS does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def coordinate_hash(coordinates: Mapping[str, float]) -> int:
+    """A stable 31-bit id of grid coordinates, e.g. {"d": 2000, "signal_norm": 20.0}: CRC-32 of their text."""
+    text = ";".join(f"{name}={_canonical(name, coordinates[name])}" for name in sorted(coordinates))
+    return zlib.crc32(text.encode()) & 0x7FFFFFFF
+
+
+def _canonical(name: str, value) -> str:
+    return str(int(value)) if name == "d" else repr(float(value))
+
+
+def validate_grid(grid: Mapping[str, Sequence[float]], config: Config) -> dict[str, np.ndarray]:
+    """Check ``grid`` before anything is traced; returns it as 1-D numpy arrays (d as int64).
+
+    Raises ``TypeError``/``ValueError`` naming the key, the value and what is allowed.
+    """
+    if not isinstance(grid, Mapping) or not grid:
+        raise TypeError(f"grid must be a non-empty mapping of Config field names to 1-D sequences, got {grid!r}")
+    checked = {}
+    for name, values in grid.items():
+        if name not in SWEEPABLE:
+            raise ValueError(
+                f"grid key {name!r} cannot be swept: allowed keys are {SWEEPABLE} "
+                "(shape-fixing fields such as T or n_train need separate sweeps)"
+            )
+        if isinstance(values, str | bytes) or not isinstance(values, Sequence | np.ndarray | range):
+            raise TypeError(f"grid[{name!r}] = {values!r} must be a 1-D sequence of numbers")
+        array = np.asarray(values)
+        if array.ndim != 1 or array.size == 0:
+            raise ValueError(f"grid[{name!r}] must be a non-empty 1-D sequence, got shape {array.shape}")
+        if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
+            raise TypeError(f"grid[{name!r}] = {values!r} must hold real numbers, got dtype {array.dtype}")
+        if name == "d":
+            if not np.all(np.isfinite(array)) or not np.all(array == np.round(array)):
+                raise ValueError(f"grid['d'] = {values!r} must hold whole numbers >= 2")
+            array = np.array([int(value) for value in values], dtype=np.int64)
+        for value in array:
+            value = int(value) if name == "d" else float(value)
+            try:
+                config.replace(**{name: value})
+            except (TypeError, ValueError) as error:
+                raise ValueError(f"grid[{name!r}] holds an invalid value: {error}") from None
+        if len(np.unique(array)) != len(array):
+            raise ValueError(f"grid[{name!r}] = {values!r} repeats a value; each grid value must be distinct")
+        checked[name] = array
+    return checked
+
+
+def plan_buckets(widths: np.ndarray, max_buckets: int = MAX_BUCKETS) -> list[int]:
+    """Bucket widths for the distinct d values ``widths``: each d runs padded to the smallest bucket >= d.
+
+    Chooses at most ``max_buckets`` contiguous groups of the sorted values minimising Σ_d bucket(d) (the
+    padded work), by dynamic programming over the split points.
+    """
+    values = np.sort(np.unique(widths))
+    count = len(values)
+    buckets = min(max_buckets, count)
+    # best[(used, end)]: least padded work of values[:end] in ``used`` buckets, and the bucket ends.
+    best = {(0, 0): (0.0, [])}
+    for used in range(1, buckets + 1):
+        for end in range(1, count + 1):
+            options = [
+                (
+                    best[(used - 1, start)][0] + (end - start) * float(values[end - 1]),
+                    [*best[(used - 1, start)][1], end],
+                )
+                for start in range(end)
+                if (used - 1, start) in best
+            ]
+            if options:
+                best[(used, end)] = min(options, key=lambda option: option[0])
+    _, ends = min((best[(used, count)] for used in range(1, buckets + 1) if (used, count) in best), key=lambda o: o[0])
+    return [int(values[end - 1]) for end in ends]
+
+
+def bytes_per_run(config: Config, engine: str, width: int, log_history: bool) -> int:
+    """Rough peak bytes of one run's arrays (tokens and their sampling temporaries, W, histories)."""
+    T = config.T
+    if engine == "reduced":
+        N = config.n_train * T
+        test_width = (2 + N) if log_history else 3
+        data = 4 * T * (config.n_train * (2 + N) + config.n_test * test_width) * 3 + 4 * N * N * 2
+    else:
+        # Final-only runs draw their test set in 4 coordinates (data.sample_test_projected).
+        data = 4 * T * width * (config.n_train + (config.n_test if log_history else 0)) * 3 + 4 * T * config.n_test * 12
+        if config.attention != "identity":
+            data += 4 * width * width * 4
+    history = 4 * 40 * config.n_logs if log_history else 0
+    return data + history
+
+
+def step_bytes(config: Config, engine: str, width: int) -> int:
+    """Bytes one run reads at every gradient step: its (nT)² Gram matrix (the reduced engine's kernel form)
+    or its tokens (n, T, width) (the primal engine)."""
+    tokens = config.n_train * config.T
+    return 4 * tokens * tokens if engine == "reduced" else 4 * tokens * width
+
+
+def check_fits(config: Config, engine: str, width: int, log_history: bool, backend: Backend | None = None) -> None:
+    """Refuse, before compiling, a run whose arrays cannot fit in one device's memory (or in int32 indexing).
+
+    ``backend=None`` checks against this machine's physical memory without starting JAX.
+    """
+    if engine == "reduced":
+        return
+    if backend is None:
+        backend = Backend(platform="cpu", device_count=1, memory_bytes=physical_memory())
+    if width > MAX_PRIMAL_WIDTH:
+        raise ValueError(
+            f"Config.d = {width} is too large for the primal engine: it indexes coordinates with int32 "
+            f"(d <= {MAX_PRIMAL_WIDTH}). The reduced engine (engine='auto' or 'reduced', W = I) takes any d."
+        )
+    needed = bytes_per_run(config, engine, width, log_history)
+    if backend.memory_bytes is not None and needed > backend.memory_bytes:
+        raise ValueError(
+            f"Config.d = {width} needs about {needed / 2**30:.1f} GiB for one primal run, more than the "
+            f"{backend.memory_bytes / 2**30:.1f} GiB of one {backend.platform} device. Use the reduced engine "
+            "(W = I: any d at the cost of d ≈ n·T), or a smaller d."
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Group:
+    """Runs of one array width, executed in equal chunks of one compiled program.
+
+    Attributes:
+      width: array width of every run (d of the bucket, or 2 + n·T for the reduced engine).
+      members: (runs,) int64 indices into the run table.
+      chunk_size: runs per compiled call, a multiple of the device count.
+      sub_chunks: vmapped batches per compiled call, run one after another (``lax.map``) so each stays in
+        the CPU cache; 1 on accelerators. ``chunk_size`` is a multiple of it.
+      bytes_per_run: the estimate the chunk size was derived from.
+    """
+
+    width: int
+    members: np.ndarray
+    chunk_size: int
+    sub_chunks: int
+    bytes_per_run: int
+
+    @property
+    def chunks(self) -> int:
+        return math.ceil(len(self.members) / self.chunk_size)
+
+    def chunk_rows(self, index: int) -> np.ndarray:
+        """Run-table rows of chunk ``index`` (the last chunk may be short)."""
+        return self.members[index * self.chunk_size : (index + 1) * self.chunk_size]
+
+    def describe(self) -> dict[str, int]:
+        return {
+            "width": int(self.width),
+            "runs": len(self.members),
+            "chunk_size": int(self.chunk_size),
+            "sub_chunks": int(self.sub_chunks),
+            "chunks": self.chunks,
+            "bytes_per_run": int(self.bytes_per_run),
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """Everything ``sweep`` executes: the run table and the chunked groups.
+
+    Attributes:
+      axes: grid axis name → (values,) array, in the grid's order.
+      seeds: runs per grid point.
+      engine: ``"primal"`` or ``"reduced"`` (resolved).
+      values: axis name → (runs,) value of every run; runs are grid points in C order, seeds innermost.
+      seed_index: (runs,) int32 seed index of every run.
+      coordinate_ids: (runs,) int32 ``coordinate_hash`` of every run's coordinates.
+      groups: the groups, each with its chunk size.
+      backend: the backend the chunk sizes were planned for.
+    """
+
+    axes: dict[str, np.ndarray]
+    seeds: int
+    engine: str
+    values: dict[str, np.ndarray]
+    seed_index: np.ndarray
+    coordinate_ids: np.ndarray
+    groups: tuple[Group, ...]
+    backend: Backend
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.axes)
+
+    @property
+    def grid_shape(self) -> tuple[int, ...]:
+        return tuple(len(values) for values in self.axes.values())
+
+    @property
+    def total_runs(self) -> int:
+        return len(self.seed_index)
+
+    @property
+    def total_chunks(self) -> int:
+        return sum(group.chunks for group in self.groups)
+
+    def describe(self) -> dict[str, Any]:
+        """The plan as JSON-able facts (in the result's metadata and the checkpoint manifest)."""
+        return {
+            "groups": [group.describe() for group in self.groups],
+            "total_runs": self.total_runs,
+            "compiles": len(self.groups),
+            "backend": dataclasses.asdict(self.backend),
+        }
+
+
+def run_table(axes: Mapping[str, np.ndarray], seeds: int):
+    """(values, seed_index, coordinate_ids) of the grid × seeds, grid points in C order, seeds innermost."""
+    names = list(axes)
+    cells = list(itertools.product(*(range(len(axes[name])) for name in names)))
+    values = {
+        name: np.repeat(np.asarray(axes[name])[[cell[i] for cell in cells]], seeds) for i, name in enumerate(names)
+    }
+    seed_index = np.tile(np.arange(seeds, dtype=np.int32), len(cells))
+    ids = [coordinate_hash({name: axes[name][cell[i]] for i, name in enumerate(names)}) for cell in cells]
+    return values, seed_index, np.repeat(np.asarray(ids, dtype=np.int32), seeds)
+
+
+def chunk_shape(
+    config: Config,
+    engine: str,
+    width: int,
+    runs: int,
+    *,
+    histories: bool,
+    backend: Backend,
+    chunk_size: int | None = None,
+    memory_budget: int | None = None,
+) -> tuple[int, int]:
+    """(chunk_size, sub_chunks) of a group of ``runs`` runs of one width on ``backend``.
+
+    CPU: each device's vmapped batch reads about ``CACHE_BYTES`` per step (``step_bytes``); up to
+    ``SUB_CHUNKS`` such batches form one compiled call, so calls stay few while every step's reads stay in
+    the cache. The call is bounded by ``memory_budget`` (default ``MEMORY_BUDGET``). Accelerators: one
+    batch, as large as ``memory_budget`` (default ``ACCELERATOR_MEMORY_FRACTION`` of each device's memory,
+    times the device count) allows. An explicit ``chunk_size`` is used as given (rounded up to the device
+    count), in one batch.
+    """
+    per_run = bytes_per_run(config, engine, width, histories)
+    devices = backend.device_count
+    if chunk_size is not None:
+        size = min(chunk_size, runs)
+        return math.ceil(size / devices) * devices, 1
+    if memory_budget is None:
+        if backend.accelerator and backend.memory_bytes:
+            memory_budget = int(ACCELERATOR_MEMORY_FRACTION * backend.memory_bytes) * devices
+        else:
+            memory_budget = MEMORY_BUDGET
+    by_memory = max(devices, memory_budget // per_run)
+    if backend.accelerator:
+        size = min(by_memory, runs)
+        return math.ceil(size / devices) * devices, 1
+    batch = max(1, CACHE_BYTES // step_bytes(config, engine, width)) * devices  # runs per batch, all devices
+    batch = min(batch, math.ceil(runs / devices) * devices, by_memory // devices * devices)
+    sub_chunks = max(1, min(SUB_CHUNKS, by_memory // batch, math.ceil(runs / batch)))
+    return batch * sub_chunks, sub_chunks
+
+
+def make_plan(
+    axes: Mapping[str, np.ndarray],
+    config: Config,
+    *,
+    seeds: int,
+    engine: str,
+    histories: bool,
+    backend: Backend,
+    chunk_size: int | None = None,
+    memory_budget: int | None = None,
+    max_buckets: int = MAX_BUCKETS,
+) -> Plan:
+    """The plan of a sweep over validated ``axes`` (``validate_grid``) × ``seeds`` with a resolved ``engine``."""
+    values, seed_index, coordinate_ids = run_table(axes, seeds)
+    if engine == "primal" and "d" in axes:
+        bucket_widths = plan_buckets(axes["d"], max_buckets)
+        run_width = np.array([min(w for w in bucket_widths if w >= d) for d in values["d"]])
+        members = [(width, np.flatnonzero(run_width == width)) for width in bucket_widths]
+    else:
+        width = reduced_width(config) if engine == "reduced" else config.d
+        members = [(width, np.arange(len(seed_index)))]
+    groups = []
+    for width, rows in members:
+        if engine == "primal":
+            check_fits(config, engine, int(width), histories, backend)
+        size, sub_chunks = chunk_shape(
+            config,
+            engine,
+            int(width),
+            len(rows),
+            histories=histories,
+            backend=backend,
+            chunk_size=chunk_size,
+            memory_budget=memory_budget,
+        )
+        per_run = bytes_per_run(config, engine, int(width), histories)
+        groups.append(Group(int(width), rows, size, sub_chunks, per_run))
+    return Plan(
+        axes=dict(axes),
+        seeds=seeds,
+        engine=engine,
+        values=values,
+        seed_index=seed_index,
+        coordinate_ids=coordinate_ids,
+        groups=tuple(groups),
+        backend=backend,
+    )
