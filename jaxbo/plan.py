@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
-import os
 import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -21,14 +20,36 @@ from typing import Any
 import numpy as np
 
 from jaxbo.config import SWEEPABLE, Config
+from jaxbo.memory import Backend, bytes_per_run, check_fits, physical_memory, step_bytes
 from jaxbo.reduced import width as reduced_width
+
+__all__ = [
+    "ACCELERATOR_MEMORY_FRACTION",
+    "CACHE_BYTES",
+    "MAX_BUCKETS",
+    "MEMORY_BUDGET",
+    "SUB_CHUNKS",
+    "Backend",
+    "Group",
+    "Plan",
+    "bytes_per_run",
+    "check_fits",
+    "chunk_shape",
+    "coordinate_hash",
+    "make_plan",
+    "physical_memory",
+    "plan_buckets",
+    "run_table",
+    "step_bytes",
+    "validate_grid",
+]
 
 #: Default memory budget of one chunk's data on a CPU, bytes; the chunk size follows from it.
 MEMORY_BUDGET = 1 << 30
 #: On a CPU, the arrays every step reads (the Gram matrices of the reduced engine's kernel form, the tokens of
 #: the primal engine) of one device's vmapped batch are kept near this size, so they stay in the core's L2
-#: cache: measured on 2 Zen-4 EPYC cores (1 MiB L2 each), 4–5 reduced runs per batch ran 1.52 ms/run against
-#: 1.78 ms/run for 20 and 2.23 ms/run for 40 (docs/benchmarks.md). Not applied on accelerators.
+#: cache: measured on 2 Zen-4 EPYC cores (1 MiB L2 each), 4–8 reduced runs per batch beat 20 and 40 (table
+#: "CPU chunk shape" in docs/benchmarks.md, written by scripts/bench_sweep.py). Not applied on accelerators.
 CACHE_BYTES = 512 << 10
 #: On a CPU, cache-sized batches per compiled call (run one after another by ``lax.map``): fewer calls,
 #: same speed per run, and still a progress update every fraction of a second.
@@ -37,54 +58,6 @@ SUB_CHUNKS = 16
 ACCELERATOR_MEMORY_FRACTION = 0.5
 #: Default upper bound on the number of d buckets (compiles) of a primal sweep.
 MAX_BUCKETS = 4
-#: The primal engine indexes coordinates with int32.
-MAX_PRIMAL_WIDTH = 2**31 - 1
-
-
-@dataclasses.dataclass(frozen=True)
-class Backend:
-    """What the plan needs to know of the devices a sweep runs on.
-
-    Attributes:
-      platform: ``"cpu"``, ``"gpu"`` or ``"tpu"`` (JAX's ``Device.platform``).
-      device_count: devices the runs are sharded over.
-      memory_bytes: memory of one device in bytes, or None where JAX does not report it.
-    """
-
-    platform: str
-    device_count: int
-    memory_bytes: int | None = None
-
-    @property
-    def accelerator(self) -> bool:
-        return self.platform != "cpu"
-
-    @classmethod
-    def of(cls, devices: Sequence[Any]) -> Backend:
-        """The backend of ``devices`` (``jax.Device`` objects): platform, count and per-device memory.
-
-        Memory is ``Device.memory_stats()["bytes_limit"]`` where the runtime reports it (GPU, TPU), else, on a
-        CPU, the machine's physical memory.
-        """
-        devices = list(devices)
-        platform = devices[0].platform
-        memory = None
-        try:
-            stats = devices[0].memory_stats()
-            memory = int(stats["bytes_limit"]) if stats and "bytes_limit" in stats else None
-        except Exception:  # backends without memory statistics raise various errors
-            memory = None
-        if memory is None and platform == "cpu":
-            memory = physical_memory()
-        return cls(platform=platform, device_count=len(devices), memory_bytes=memory)
-
-
-def physical_memory() -> int | None:
-    """Bytes of physical memory of this machine, or None where the OS does not say."""
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return None
 
 
 def coordinate_hash(coordinates: Mapping[str, float]) -> int:
@@ -159,52 +132,6 @@ def plan_buckets(widths: np.ndarray, max_buckets: int = MAX_BUCKETS) -> list[int
                 best[(used, end)] = min(options, key=lambda option: option[0])
     _, ends = min((best[(used, count)] for used in range(1, buckets + 1) if (used, count) in best), key=lambda o: o[0])
     return [int(values[end - 1]) for end in ends]
-
-
-def bytes_per_run(config: Config, engine: str, width: int, log_history: bool) -> int:
-    """Rough peak bytes of one run's arrays (tokens and their sampling temporaries, W, histories)."""
-    T = config.T
-    if engine == "reduced":
-        N = config.n_train * T
-        test_width = (2 + N) if log_history else 3
-        data = 4 * T * (config.n_train * (2 + N) + config.n_test * test_width) * 3 + 4 * N * N * 2
-    else:
-        # Final-only runs draw their test set in 4 coordinates (data.sample_test_projected).
-        data = 4 * T * width * (config.n_train + (config.n_test if log_history else 0)) * 3 + 4 * T * config.n_test * 12
-        if config.attention != "identity":
-            data += 4 * width * width * 4
-    history = 4 * 40 * config.n_logs if log_history else 0
-    return data + history
-
-
-def step_bytes(config: Config, engine: str, width: int) -> int:
-    """Bytes one run reads at every gradient step: its (nT)² Gram matrix (the reduced engine's kernel form)
-    or its tokens (n, T, width) (the primal engine)."""
-    tokens = config.n_train * config.T
-    return 4 * tokens * tokens if engine == "reduced" else 4 * tokens * width
-
-
-def check_fits(config: Config, engine: str, width: int, log_history: bool, backend: Backend | None = None) -> None:
-    """Refuse, before compiling, a run whose arrays cannot fit in one device's memory (or in int32 indexing).
-
-    ``backend=None`` checks against this machine's physical memory without starting JAX.
-    """
-    if engine == "reduced":
-        return
-    if backend is None:
-        backend = Backend(platform="cpu", device_count=1, memory_bytes=physical_memory())
-    if width > MAX_PRIMAL_WIDTH:
-        raise ValueError(
-            f"Config.d = {width} is too large for the primal engine: it indexes coordinates with int32 "
-            f"(d <= {MAX_PRIMAL_WIDTH}). The reduced engine (engine='auto' or 'reduced', W = I) takes any d."
-        )
-    needed = bytes_per_run(config, engine, width, log_history)
-    if backend.memory_bytes is not None and needed > backend.memory_bytes:
-        raise ValueError(
-            f"Config.d = {width} needs about {needed / 2**30:.1f} GiB for one primal run, more than the "
-            f"{backend.memory_bytes / 2**30:.1f} GiB of one {backend.platform} device. Use the reduced engine "
-            "(W = I: any d at the cost of d ≈ n·T), or a smaller d."
-        )
 
 
 @dataclasses.dataclass(frozen=True)

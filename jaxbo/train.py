@@ -20,6 +20,7 @@ from jaxbo.loss import (
     trainable,
     with_trainable,
 )
+from jaxbo.memory import check_fits
 from jaxbo.model import PRECISION, Params, attention_logits, effective_query, init_params, token_scores
 from jaxbo.theory import role_attention, saturation, saturation_by_group
 
@@ -407,8 +408,6 @@ def checked_engine(config: Config, optimizer: optax.GradientTransformation | Non
         raise TypeError(f"optimizer must be an optax.GradientTransformation, got {type(optimizer).__name__}")
     engine = resolve_engine(config, optimizer, engine)
     if engine == "primal":
-        from jaxbo.plan import check_fits  # plan sits after train in the data flow
-
         check_fits(config, engine, config.d, log_history=False)
     return engine
 

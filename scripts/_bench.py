@@ -13,9 +13,10 @@ PAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "docs", "b
 HEADER = """# Benchmarks
 
 Every number here is written by a script in `scripts/` (each owns one section below; rerun it to refresh
-that section). Wall times include compilation unless a row says otherwise. No GPU or TPU was lent to the
-session that wrote these numbers, so only CPU figures are recorded; rerun the scripts on an accelerator to add
-its own (the machine line of each section names the backend).
+that section). Every table says whether its times include compilation and, for fresh processes, whether
+JAX's compilation cache was cold or warm; compile time is reported apart. No GPU or TPU was lent to the
+sessions that wrote these numbers, so only CPU figures are recorded; the scripts run unchanged on an
+accelerator (the machine line of each section names the backend).
 """
 
 

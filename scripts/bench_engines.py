@@ -1,12 +1,10 @@
-"""Benchmark of the primal and reduced engines (issue: exact reduced engine): seconds per run against d, and
-the paper's 39 × 39 grid × 10 seeds. Writes its section of docs/benchmarks.md.
+"""Benchmark of the primal and reduced engines: seconds per run against d, steady state (compile excluded).
+Writes its section of docs/benchmarks.md (the paper's grid from a fresh process: scripts/bench_sweep.py).
 
     python scripts/bench_engines.py
 """
 
 from __future__ import annotations
-
-import numpy as np
 
 from jaxbo.cli import use_cpu_cores
 
@@ -19,7 +17,6 @@ import jaxbo  # noqa: E402
 
 DIMENSIONS = (250, 1000, 4000, 16000, 100_000, 1_000_000)
 PRIMAL_LIMIT = 1_000_000  # final-only runs hold only the n·T × d training tokens: 640 MB at d = 10⁶
-PAPER_GRID = {"d": [250 + 125 * i for i in range(39)], "signal_norm": [5 + 2.5 * i for i in range(39)]}
 
 
 def seconds_per_run(engine: str, d: int, runs: int, repeats: int = 3) -> float:
@@ -39,25 +36,18 @@ def main() -> None:
         ratio = f"{primal / reduced:.0f}×" if primal else "—"
         rows.append(f"| {d:,} | {primal_text} | {reduced * 1e3:.2f} ms | {ratio} |")
         print(rows[-1], flush=True)
-    result, seconds = timed(jaxbo.sweep, PAPER_GRID, seeds=10, progress=True)
-    counts = np.bincount(result.majority_regime().ravel(), minlength=3)
     body = f"""## Engines against d (`scripts/bench_engines.py`)
 
 Machine: {machine()}.
 
 Seconds per run at paper defaults (n = 20, T = 8, 1000 steps, 1000 test samples, final metrics only, so
 the test set is the exact 4-coordinate draw of `data.sample_test_projected` in both engines), steady state
-after compilation (d >= 10⁵: one timed call); primal runs one at a time, reduced runs 32 vmapped seeds per call (its
-intended use); one CPU device, i.e. one core, per call:
+after compilation, compile excluded (warm; d >= 10⁵: one timed call); primal runs one at a time, reduced
+runs 32 vmapped seeds per call (its intended use); one CPU device, i.e. one core, per call:
 
 | d | primal | reduced | primal / reduced |
 |---|---|---|---|
 {chr(10).join(rows)}
-
-The paper's 39 × 39 grid × 10 seeds (15,210 runs, 1000 steps, 1000 test samples, reduced engine, sharded over
-{jax.device_count()} CPU device(s)): **{seconds:.1f} s** wall time including compilation
-({result.metadata["runs_per_s"]:.0f} runs/s; majority regimes benign / harmful / not overfitting:
-{counts[0]} / {counts[1]} / {counts[2]} cells).
 """
     write_section("bench_engines", body)
     print("wrote docs/benchmarks.md")

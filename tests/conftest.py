@@ -18,6 +18,11 @@ jaxbo.use_cpu_cores()
 # versions, so a change recompiles). JAXBO_TEST_CACHE= (empty) turns it off.
 _cache = os.environ.get("JAXBO_TEST_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "jaxbo", "xla-tests"))
 if _cache:
+    try:
+        os.makedirs(_cache, exist_ok=True)
+    except OSError:  # an unwritable home: run without the cache rather than warn on every compile
+        _cache = ""
+if _cache:
     jax.config.update("jax_compilation_cache_dir", _cache)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
 
