@@ -153,3 +153,48 @@ def test_existence_construction_fails_when_a_condition_fails():
 
 def test_snr():
     np.testing.assert_allclose(theory.signal_to_noise(20.0, 1.0, 400), 1.0)
+
+
+@pytest.fixture(scope="module")
+def saturated():
+    """Long runs (20,000 steps) deep inside the benign and not-overfitting regimes, and at their edge."""
+    config = jaxbo.Config(steps=20_000, log_every=20_000, n_test=100)
+    grid = {"d": [250, 20_000], "signal_norm": [100.0, 200.0]}
+    return jaxbo.sweep(grid, seeds=8, config=config, progress=False)
+
+
+def test_plateaus_follow_the_derivation():
+    plateaus = theory.loss_plateaus(jaxbo.Config())
+    chex.assert_trees_all_close(
+        (plateaus["benign"], plateaus["not_overfitting"]), (0.4524, 0.5423), atol=1e-4
+    )  # spec §7: ≈ 0.452 and ≈ 0.542 at η = 0.2, ρ = 0.1
+    assert theory.noisy_fraction(jaxbo.Config(n_train=20, noise_rate=0.15)) == 0.1  # ⌈3⌉ = 3 → 1 per class
+    assert theory.loss_plateau(jaxbo.Config(noise_rate=0.0), 0.0) == pytest.approx(np.log1p(np.exp(-2**-0.5)))
+
+
+def test_saturated_losses_sit_on_the_plateaus(saturated):
+    config = saturated.config
+    deep_benign = {name: value[1, 0] for name, value in saturated.final.items()}  # d = 20,000, ‖μ‖ = 100
+    deep_not = {name: value[0, 1] for name, value in saturated.final.items()}  # d = 250, ‖μ‖ = 200
+    assert (deep_benign["noisy_fit"] == 1).all() and (deep_benign["train_accuracy"] == 1).all()
+    assert (deep_not["noisy_fit"] == 0).all()
+    benign_config, not_config = config.replace(signal_norm=100.0), config.replace(signal_norm=200.0)
+    chex.assert_trees_all_close(
+        deep_benign["train_loss"].mean(),
+        theory.loss_plateaus(benign_config)["benign"],
+        atol=theory.plateau_tolerance(benign_config, runs=8),
+    )
+    chex.assert_trees_all_close(
+        deep_not["train_loss"].mean(),
+        theory.loss_plateaus(not_config)["not_overfitting"],
+        atol=theory.plateau_tolerance(not_config, runs=8),
+    )
+    # Every saturated run, the edge cells included, sits on the level of its own noisy-fit fraction.
+    for d_index in range(2):
+        for mu_index, signal_norm in enumerate(saturated.coords["signal_norm"]):
+            cell = config.replace(signal_norm=float(signal_norm))
+            chex.assert_trees_all_close(
+                saturated.final["train_loss"][d_index, mu_index],
+                theory.loss_plateau(cell, saturated.final["noisy_fit"][d_index, mu_index]),
+                atol=theory.plateau_tolerance(cell, runs=1),
+            )

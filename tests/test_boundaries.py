@@ -1,0 +1,86 @@
+"""Measured regime boundaries and their fits, on synthetic sweeps whose boundaries are known exactly."""
+
+import chex
+import numpy as np
+import pytest
+
+import jaxbo
+from jaxbo import theory
+
+
+def synthetic(c_h=2.0, c_no=3.0, n_train=20, seeds=64, width=0.0, seed=0):
+    """A SweepResult over a geometric (d, ‖μ‖) grid: harmful below c_h·d^¼, not overfitting above c_no·√(d/n).
+
+    ``width`` > 0 blurs each boundary into a logistic in log ‖μ‖ of that width, drawn per seed.
+    """
+    rng = np.random.default_rng(seed)
+    d = np.unique(np.geomspace(100, 10**6, 13).round().astype(np.int64))
+    mu = np.geomspace(1.0, 2000.0, 60)
+    log_mu = np.log(mu)[None, :, None]
+    log_h = np.log(c_h * d**0.25)[:, None, None]
+    log_no = np.log(c_no * np.sqrt(d / n_train))[:, None, None]
+    shape = (len(d), len(mu), seeds)
+    if width:
+        harmful = rng.random(shape) < 1 / (1 + np.exp((log_mu - log_h) / width))
+        not_overfitting = rng.random(shape) < 1 / (1 + np.exp((log_no - log_mu) / width))
+    else:
+        harmful = np.broadcast_to(log_mu < log_h, shape)
+        not_overfitting = np.broadcast_to(log_mu > log_no, shape)
+    train = np.where(not_overfitting, 0.9, 1.0)
+    test = np.where(harmful & ~not_overfitting, 0.9, 1.0)
+    return jaxbo.SweepResult(
+        dims=("d", "signal_norm", "seed"),
+        coords={"d": d, "signal_norm": mu, "seed": np.arange(seeds)},
+        final={"train_accuracy": train, "test_accuracy": test},
+        history={},
+        log_steps=np.zeros(0),
+        config=jaxbo.Config(n_train=n_train),
+        metadata={"engine": "synthetic"},
+    )
+
+
+def test_boundaries_are_interpolated_not_picked():
+    measured = theory.boundaries(synthetic(), bootstraps=0)
+    step = np.log(2000.0) / 59  # one grid step in log ‖μ‖
+    np.testing.assert_array_less(np.abs(np.log(measured.harmful / (2.0 * measured.d**0.25))), step)
+    inside = np.isfinite(measured.not_overfitting)
+    assert inside.sum() >= 10  # c_no √(d/n) leaves the grid only at the largest d
+    truth = 3.0 * np.sqrt(measured.d[inside] / 20)
+    np.testing.assert_array_less(np.abs(np.log(measured.not_overfitting[inside] / truth)), step)
+
+
+def test_fits_recover_the_exponents_and_constants():
+    fits = theory.fit_boundaries(theory.boundaries(synthetic(width=0.15), bootstraps=100))
+    harmful, not_overfitting = fits["harmful"], fits["not_overfitting"]
+    chex.assert_trees_all_close((harmful["slope"], not_overfitting["slope"]), (0.25, 0.5), atol=0.02)
+    chex.assert_trees_all_close((harmful["constant"], not_overfitting["constant"]), (2.0, 3.0), rtol=0.05)
+    for fit in (harmful, not_overfitting):
+        low, high = fit["slope_ci"]
+        assert low < fit["theory_slope"] < high and high - low < 0.1
+        assert fit["constant_ci"][0] < fit["constant"] < fit["constant_ci"][1]
+
+
+def test_n_exponent_recovers_minus_one_half():
+    measured = [theory.boundaries(synthetic(n_train=n, width=0.1, seed=n), bootstraps=50) for n in (10, 20, 40)]
+    found = theory.n_exponent(measured)
+    assert found["slope"] == pytest.approx(-0.5, abs=0.05) and found["slope_ci"][0] < -0.5 < found["slope_ci"][1]
+    with pytest.raises(ValueError, match="different n_train"):
+        theory.n_exponent(measured[:1])
+
+
+def test_boundaries_need_the_two_axes():
+    result = synthetic()
+    with pytest.raises(ValueError, match="d and signal_norm"):
+        theory.boundaries(
+            jaxbo.SweepResult(
+                **{
+                    **vars(result),
+                    "dims": ("d", "rho", "seed"),
+                    "coords": {
+                        "d": result.coords["d"],
+                        "rho": result.coords["signal_norm"],
+                        "seed": result.coords["seed"],
+                    },
+                }
+            )
+        )
