@@ -14,6 +14,7 @@ import numpy as np
 from jaxbo.data import ROLE_NAMES
 from jaxbo.results import SweepResult
 from jaxbo.theory import REGIME_NAMES
+from jaxbo.theory import regime as regime_code
 
 if TYPE_CHECKING:  # matplotlib is imported where a figure is drawn: ``import jaxbo`` stays fast
     from matplotlib.figure import Figure
@@ -101,73 +102,192 @@ def _fixed_settings(result: SweepResult, varying: set[str]) -> str:
     return ", ".join(parts)
 
 
+def is_geometric(values: np.ndarray) -> bool:
+    """Whether sorted positive ``values`` (>= 3) are evenly spaced in log (so log axes show them evenly)."""
+    values = np.asarray(values, np.float64)
+    if values.size < 3 or np.any(values <= 0):
+        return False
+    ratios = np.diff(np.log(values))
+    return bool(np.allclose(ratios, ratios[0], rtol=0.05) and not np.allclose(np.diff(values), np.diff(values)[0]))
+
+
+def log_cell_edges(centres: np.ndarray) -> np.ndarray:
+    """``cell_edges`` in log space: geometric midpoints, for a geometric grid on log axes."""
+    return np.exp(cell_edges(np.log(np.asarray(centres, np.float64))))
+
+
+METRIC_TITLES = {
+    "train_accuracy": "train accuracy",
+    "test_accuracy": "test accuracy",
+    "train_loss": "train loss",
+    "test_loss": "test loss",
+    "noisy_fit": "noisy samples fitted",
+    "regime": "regime",
+}
+
+
+def _colour_range(name: str, values: np.ndarray) -> tuple[float, float]:
+    """A colour range that shows the variation: the data's 1st–99th percentile (accuracies capped at 1)."""
+    finite = values[np.isfinite(values)]
+    if not finite.size:
+        return 0.0, 1.0
+    low, high = np.percentile(finite, [1, 99])
+    if name.endswith("accuracy") or name == "noisy_fit":
+        high = 1.0
+    return float(low), float(max(high, low + 1e-6))
+
+
 def phase_diagram(
     result: SweepResult,
     *,
     x: str = "d",
     y: str = "signal_norm",
+    metrics: tuple[str, ...] = ("train_accuracy", "test_accuracy", "regime"),
     select: Mapping[str, float] | None = None,
     title: str | None = None,
+    theory: bool = False,
+    snr_levels: tuple[float, ...] | None = None,
     boundary: np.ndarray | None = None,
     boundary_label: str = "predicted boundary",
 ) -> Figure:
-    """Train accuracy, test accuracy (means over seeds) and the majority regime over the (x, y) grid.
+    """Panels of seed means (and the majority regime) over the (x, y) grid, one panel per metric.
 
     A sweep with further axes (e.g. ``noise_rate``) gets one row of panels per combination of their values,
-    each row titled with its own coordinates; ``select`` fixes some of them to one value instead.
+    each row titled with its own coordinates; ``select`` fixes some of them to one value instead. Each metric
+    panel's colour range is its data's 1st–99th percentile, so small differences show. A geometric axis is
+    drawn on a log scale.
 
     Args:
       result: a sweep with ``x`` and ``y`` among its axes.
       x, y: axis names for the horizontal and vertical directions.
+      metrics: panels, from ``train_accuracy``, ``test_accuracy``, ``train_loss``, ``test_loss`` (the paper's
+        Figure 5), ``noisy_fit`` and ``regime``, or any other scalar ``Metrics`` field.
       select: values of further grid axes to keep, e.g. ``{"noise_rate": 0.2}``; the others become rows.
       title: figure title (default: the settings every panel shares, read from the result).
+      theory: (x = d, y = signal_norm only) draw the measured boundaries (``theory.boundaries``, with
+        bootstrap errors) and their fitted lines ‖μ‖ ∝ d^b (``theory.fit_boundaries``, exponent and 95 % CI
+        against the theory's ¼ and ½ in the legend), and SNR = ‖μ‖/(σ√d) contour lines.
+      snr_levels: SNR values of the contour lines (default: powers of 10 inside the grid) when ``theory``.
       boundary: optional (len(y values), len(x values)) array; its 0.5 level is drawn over every panel, e.g. a
         predicted region (True inside) from ``jaxbo.theory``.
       boundary_label: legend text of that line.
 
     Returns:
-      A matplotlib ``Figure`` with three ``pcolormesh`` panels per row and colour bars.
+      A matplotlib ``Figure`` with one ``pcolormesh`` panel per metric per row, with colour bars.
     """
     from matplotlib.colors import BoundaryNorm, ListedColormap
     from matplotlib.figure import Figure
 
     rows = _plane_indexers(result, x, y, select)
-    xs, ys = result.coords[x], result.coords[y]
-    x_edges, y_edges = cell_edges(xs), cell_edges(ys)
+    xs, ys = np.asarray(result.coords[x]), np.asarray(result.coords[y])
+    log_x, log_y = is_geometric(xs), is_geometric(ys)
+    x_edges = log_cell_edges(xs) if log_x else cell_edges(xs)
+    y_edges = log_cell_edges(ys) if log_y else cell_edges(ys)
     if boundary is not None:
         level = np.asarray(boundary, np.float64)
         if level.shape != (len(ys), len(xs)):
             raise ValueError(f"boundary has shape {level.shape}, expected {(len(ys), len(xs))} (y values, x values)")
+    if theory and (x, y) != ("d", "signal_norm"):
+        raise ValueError(f"theory=True needs x='d' and y='signal_norm', got x={x!r}, y={y!r}")
+    values = {name: (result.majority_regime() if name == "regime" else result.mean(name)) for name in metrics}
     # A bare Figure (no pyplot): no global state, no GUI backend needed.
-    figure = Figure(figsize=(15, 0.4 + 4.2 * len(rows)), layout="constrained")
-    axes = figure.subplots(len(rows), 3, squeeze=False)
-    train, test = result.mean("train_accuracy"), result.mean("test_accuracy")
-    regimes = result.majority_regime()
+    figure = Figure(figsize=(5 * len(metrics), 0.4 + 4.2 * len(rows)), layout="constrained")
+    axes = figure.subplots(len(rows), len(metrics), squeeze=False)
     for (label, plane), row in zip(rows, axes, strict=True):
         suffix = f" ({label})" if label else ""
-        for axis, values, name in ((row[0], train, "train accuracy"), (row[1], test, "test accuracy")):
-            mesh = axis.pcolormesh(x_edges, y_edges, plane(values), cmap="viridis", vmin=0.5, vmax=1.0)
-            figure.colorbar(mesh, ax=axis, label=f"{name} (mean of {result.seeds} seeds)")
-            axis.set_title(name + suffix)
-        mesh = row[2].pcolormesh(
-            x_edges,
-            y_edges,
-            plane(regimes),
-            cmap=ListedColormap(REGIME_COLOURS),
-            norm=BoundaryNorm([-0.5, 0.5, 1.5, 2.5], 3),
-        )
-        bar = figure.colorbar(mesh, ax=row[2], ticks=[0, 1, 2])
-        bar.ax.set_yticklabels(REGIME_NAMES)
-        row[2].set_title(f"regime (majority; benign: test ≥ {1 - result.regime_tolerance:g}){suffix}")
-        for axis in row:
+        for axis, name in zip(row, metrics, strict=True):
+            data = plane(values[name])
+            if name == "regime":
+                mesh = axis.pcolormesh(
+                    x_edges,
+                    y_edges,
+                    data,
+                    cmap=ListedColormap(REGIME_COLOURS),
+                    norm=BoundaryNorm([-0.5, 0.5, 1.5, 2.5], 3),
+                )
+                bar = figure.colorbar(mesh, ax=axis, ticks=[0, 1, 2])
+                bar.ax.set_yticklabels(REGIME_NAMES)
+                axis.set_title(f"regime (majority; benign: test ≥ {1 - result.regime_tolerance:g}){suffix}")
+            else:
+                low, high = _colour_range(name, data)
+                cmap = "magma" if name.endswith("loss") else "viridis"
+                mesh = axis.pcolormesh(x_edges, y_edges, data, cmap=cmap, vmin=low, vmax=high)
+                figure.colorbar(mesh, ax=axis, label=f"{METRIC_TITLES.get(name, name)} (mean of {result.seeds} seeds)")
+                axis.set_title(METRIC_TITLES.get(name, name) + suffix)
             axis.set_xlabel(LABELS.get(x, x))
             axis.set_ylabel(LABELS.get(y, y))
+            axis.set_xscale("log" if log_x else "linear")
+            axis.set_yscale("log" if log_y else "linear")
             if boundary is not None:
                 axis.contour(xs, ys, level, levels=[0.5], colors="black", linewidths=2)
                 axis.plot([], [], color="black", linewidth=2, label=boundary_label)
                 axis.legend(loc="upper right", fontsize="small")
+        if theory:
+            row_select = dict(select or {})
+            row_select.update(_row_coordinates(result, x, y, label))
+            _theory_overlay(result, row, row_select, snr_levels, (x_edges, y_edges))
     figure.suptitle(_fixed_settings(result, {x, y}) if title is None else title)
     return figure
+
+
+def _row_coordinates(result: SweepResult, x: str, y: str, label: str) -> dict[str, float]:
+    """The further-axis values of a row, parsed back from its label (``η=0.1, ρ=0.2``)."""
+    by_symbol = {SYMBOLS.get(name, name): name for name in result.dims[:-1] if name not in (x, y)}
+    values = {}
+    for part in filter(None, (text.strip() for text in label.split(","))):
+        symbol, _, value = part.partition("=")
+        values[by_symbol[symbol]] = float(value)
+    return values
+
+
+def _theory_overlay(result: SweepResult, row, select: dict, snr_levels, edges) -> None:
+    """Measured boundaries with errors, fitted ‖μ‖ ∝ d^b lines and SNR contours on every panel of a row."""
+    from jaxbo import theory as theory_lib
+
+    measured = theory_lib.boundaries(result, select=select)
+    fits = theory_lib.fit_boundaries(measured)
+    d = np.asarray(result.coords["d"], np.float64)
+    mu = np.asarray(result.coords["signal_norm"], np.float64)
+    line_d = np.geomspace(d.min(), d.max(), 100)
+    sigma = result.config.sigma
+    snr = mu[:, None] / (sigma * np.sqrt(d[None, :]))
+    if snr_levels is None:
+        snr_levels = tuple(
+            10.0**k for k in range(int(np.floor(np.log10(snr.min()))), int(np.ceil(np.log10(snr.max()))))
+        )
+    styles = {"harmful": ("black", "o"), "not_overfitting": ("white", "s")}
+    for axis in row:
+        for kind, (colour, marker) in styles.items():
+            points = getattr(measured, kind)
+            errors = getattr(measured, f"{kind}_error")
+            axis.errorbar(
+                d,
+                points,
+                yerr=errors,
+                fmt=marker,
+                color=colour,
+                markeredgecolor="black",
+                markersize=3,
+                linewidth=0.8,
+                label=f"measured {kind.replace('_', ' ')} boundary",
+            )
+            fit = fits[kind]
+            if np.isfinite(fit["slope"]):
+                low, high = fit["slope_ci"]
+                axis.plot(
+                    line_d,
+                    np.exp(fit["intercept"]) * line_d ** fit["slope"],
+                    "--",
+                    color=colour,
+                    linewidth=1.5,
+                    label=f"fit ‖μ‖ ∝ d^{fit['slope']:.2f} [{low:.2f}, {high:.2f}] (theory {fit['theory_slope']:g})",
+                )
+        if snr_levels:
+            lines = axis.contour(d, mu, snr, levels=sorted(snr_levels), colors="grey", linewidths=0.7, linestyles=":")
+            axis.clabel(lines, fmt=lambda v: f"SNR={v:g}", fontsize="x-small")
+        axis.set_xlim(edges[0][0], edges[0][-1])
+        axis.set_ylim(edges[1][0], edges[1][-1])
+    row[-1].legend(loc="lower right", fontsize="x-small", framealpha=0.8)
 
 
 def dynamics(run, *, title: str | None = None, saturation: bool = False) -> Figure:
@@ -215,4 +335,69 @@ def dynamics(run, *, title: str | None = None, saturation: bool = False) -> Figu
         axes[3].legend()
     if title:
         figure.suptitle(title)
+    return figure
+
+
+def selected_tokens(runs, *, titles: list[str] | None = None) -> Figure:
+    """v3's Figure 1 from trained runs: for every sequence, the token attention selects most, projected on
+    the μ₊₁ and μ₋₁ directions (x·μ₁/‖μ‖, x·μ₂/‖μ‖); training sequences above (coloured by observed label ỹ,
+    noisy samples marked ×), test sequences below (coloured by label). The fixed head ν ∝ μ₁ − μ₂ decides
+    on the sign of x·μ₁ − x·μ₂, so the decision boundary is the diagonal.
+
+    Args:
+      runs: one ``Run`` or a list (one column each, e.g. harmful, benign, not overfitting), each from
+        ``simulate(..., keep_data=True)``.
+      titles: a title per run (default: its regime); train and test accuracy are always added.
+    """
+    from matplotlib.figure import Figure
+
+    from jaxbo.model import effective_query  # the attention the run's final query gives
+
+    runs = [runs] if not isinstance(runs, list | tuple) else list(runs)
+    if any(run.data is None for run in runs):
+        raise ValueError("selected_tokens needs the runs' data: simulate(key, config, keep_data=True)")
+    figure = Figure(figsize=(4.6 * len(runs), 8.4), layout="constrained")
+    axes = figure.subplots(2, len(runs), squeeze=False)
+    for column, run in enumerate(runs):
+        query = np.asarray(effective_query(run.params))
+        train_accuracy, test_accuracy = float(run.final.train_accuracy), float(run.final.test_accuracy)
+        regime = REGIME_NAMES[int(np.asarray(regime_code(train_accuracy, test_accuracy)))]
+        name = titles[column] if titles else regime
+        for row, (dataset, which) in enumerate(zip(run.data, ("train", "test"), strict=True)):
+            tokens = np.asarray(dataset.tokens)
+            chosen = np.argmax(tokens @ query, axis=-1)  # the softmax's largest entry is the largest logit
+            selected = tokens[np.arange(len(tokens)), chosen]
+            scale = float(np.max(np.abs(selected[:, :2]))) * 1.1
+            labels = np.asarray(dataset.labels)
+            noisy = np.asarray(dataset.noisy_mask)
+            axis = axes[row, column]
+            for label, colour in ((1.0, "#377eb8"), (-1.0, "#e41a1c")):
+                keep = (labels == label) & ~noisy
+                axis.scatter(
+                    selected[keep, 0],
+                    selected[keep, 1],
+                    s=10,
+                    color=colour,
+                    alpha=0.6,
+                    label=f"{'ỹ' if which == 'train' else 'y'} = {label:+.0f}",
+                )
+                keep = (labels == label) & noisy
+                if keep.any():
+                    axis.scatter(
+                        selected[keep, 0],
+                        selected[keep, 1],
+                        s=60,
+                        color=colour,
+                        marker="x",
+                        label=f"noisy, ỹ = {label:+.0f}",
+                    )
+            axis.plot([-scale, scale], [-scale, scale], "k--", linewidth=1, label="decision boundary")
+            axis.set_xlim(-scale, scale)
+            axis.set_ylim(-scale, scale)
+            axis.set_aspect("equal")
+            axis.set_xlabel("selected token · μ₊₁/‖μ‖")
+            axis.set_ylabel("selected token · μ₋₁/‖μ‖")
+            accuracy = train_accuracy if which == "train" else test_accuracy
+            axis.set_title(f"{name}: {which} (accuracy {accuracy:.3f})")
+            axis.legend(fontsize="x-small", loc="upper left")
     return figure

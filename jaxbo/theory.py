@@ -125,6 +125,35 @@ def attention_gaps(logits: jax.Array, roles: jax.Array) -> tuple[jax.Array, jax.
     return lam, gamma
 
 
+def mean_gaps(logits: jax.Array, roles: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Λ̄_i = a_{i,r} − mean_{t≠r} a_{i,t} and Γ̄_i = a_{i,u} − mean_{t≠u} a_{i,t}, each (n,), for logits (n, T).
+
+    Sample i's relevant token r (first weak-opposite token u) ahead of the mean of its other tokens: the x of
+    the growth function's model, where one token leads the others by x. Γ̄ is NaN without an opposite token.
+    """
+    lam, gamma = attention_gaps(logits, roles)
+    others = logits.shape[-1] - 1
+    return jnp.sum(lam, axis=-1) / others, jnp.sum(gamma, axis=-1) / others
+
+
+def gap_rate(steps: jax.Array, gaps: jax.Array, T: int, x0: float = 0.0) -> tuple[jax.Array, jax.Array]:
+    """Fit g(x(τ)) − g(x₀) = c·τ to measured gaps: (rate c, R² of the fit), each of shape gaps.shape[:-1].
+
+    Args:
+      steps: (L,) the steps τ of the measurements.
+      gaps: (..., L) the gap at each step (e.g. ``Metrics.gap_clean`` histories).
+      T: tokens per sample (g's log T); x0: the gap at τ = 0 (0 from p = 0).
+
+    The growth-function reading (spec §7) predicts a straight line: R² near 1 where it applies.
+    """
+    steps = jnp.asarray(steps, jnp.float32)
+    y = growth(gaps, T) - growth(jnp.asarray(x0, jnp.float32), T)
+    rate = jnp.sum(y * steps, axis=-1) / jnp.sum(steps * steps)
+    residual = jnp.sum((y - rate[..., None] * steps) ** 2, axis=-1)
+    spread = jnp.sum((y - jnp.mean(y, axis=-1, keepdims=True)) ** 2, axis=-1)
+    return rate, 1.0 - residual / spread
+
+
 def growth(x: jax.Array, T: int | jax.Array) -> jax.Array:
     """g(x) = 2x + 2 sinh(x − log T), the paper's growth function (v3).
 
@@ -172,8 +201,8 @@ def first_time(values: jax.Array, steps: jax.Array, threshold: float) -> jax.Arr
 
 
 def signal_to_noise(signal_norm, sigma, d):
-    """SNR = ‖μ‖ / (σ√d). Reading taken: the usual signal-to-noise ratio of the benign-overfitting literature
-    (signal norm over the noise vector's norm); the exact normalisation of v3 could not be checked here."""
+    """SNR = ‖μ‖ / (σ√d), v3's signal-to-noise ratio (spec §7, exact): harmful overfitting for
+    SNR = o(d^(−1/4)), no overfitting for SNR = ω(n^(−1/2)), benign in between."""
     return signal_norm / (sigma * jnp.sqrt(d))
 
 

@@ -22,7 +22,7 @@ from jaxbo.loss import (
 )
 from jaxbo.memory import check_fits
 from jaxbo.model import PRECISION, Params, attention_logits, effective_query, init_params, token_scores
-from jaxbo.theory import role_attention, saturation, saturation_by_group
+from jaxbo.theory import mean_gaps, role_attention, saturation, saturation_by_group
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +47,9 @@ class Metrics:
       saturation_clean: Σ_{τ<t} Σ_{i∈𝒞, y_i=c} 𝔖⁽ⁱ⁾(τ), (2,) for classes c = +1, −1: cumulative 𝔖 over every
         step so far, evaluated at the parameters each step started from.
       saturation_noisy: the same over 𝒩, (2,).
+      gap_clean: mean over 𝒞 of Λ̄_i, the relevant token's logit lead over the mean of the others
+        (``theory.mean_gaps``).
+      gap_noisy: mean over 𝒩 of Γ̄_i, the weakly-relevant opposite token's lead; NaN when 𝒩 is empty.
     """
 
     train_accuracy: jax.Array
@@ -63,6 +66,8 @@ class Metrics:
     cos_mu2: jax.Array
     saturation_clean: jax.Array
     saturation_noisy: jax.Array
+    gap_clean: jax.Array
+    gap_noisy: jax.Array
 
 
 jax.tree_util.register_dataclass(Metrics, data_fields=[f.name for f in dataclasses.fields(Metrics)], meta_fields=[])
@@ -81,6 +86,8 @@ class Run:
       final: ``Metrics`` after the last step (equals the last row of ``history``).
       log_steps: (n_logs,) int32, the step count at each history row.
       engine: ``"primal"`` (d-dimensional tokens) or ``"reduced"`` (exact 2 + nT representation).
+      data: (training set, test set) in the engine's coordinates when asked for (``simulate(...,
+        keep_data=True)``, e.g. for ``plot.selected_tokens``), else None.
     """
 
     params: Params
@@ -88,6 +95,7 @@ class Run:
     final: Metrics
     log_steps: jax.Array
     engine: str = "primal"
+    data: tuple[data_lib.Dataset, data_lib.Dataset] | None = None
 
     @property
     def coordinates(self) -> str:
@@ -117,7 +125,9 @@ class Run:
         )
 
 
-jax.tree_util.register_dataclass(Run, data_fields=["params", "history", "final", "log_steps"], meta_fields=["engine"])
+jax.tree_util.register_dataclass(
+    Run, data_fields=["params", "history", "final", "log_steps", "data"], meta_fields=["engine"]
+)
 
 
 def _masked_mean(values: jax.Array, mask: jax.Array) -> jax.Array:
@@ -135,8 +145,10 @@ def _train_metrics(params: Params, train, train_gamma, saturation_totals) -> dic
     """Training-set and parameter metrics of ``params`` (γ = Xν precomputed; ``saturation_totals``: (n,)
     Σ_τ 𝔖⁽ⁱ⁾(τ) per sample, summed by class and group here rather than at every step)."""
     saturation_sums = saturation_by_group(saturation_totals, train.clean_labels, train.noisy_mask)
-    s_train = jax.nn.softmax(attention_logits(params, train.tokens), axis=-1)
+    logits = attention_logits(params, train.tokens)
+    s_train = jax.nn.softmax(logits, axis=-1)
     f_train = jnp.sum(s_train * train_gamma, axis=-1)
+    lead_relevant, lead_opposite = mean_gaps(logits, train.roles)
     train_accuracy, train_loss = _accuracy_and_loss(f_train, train.labels)
     fitted = train.labels * f_train > 0
     roles_train = role_attention(s_train, train.roles)
@@ -154,6 +166,8 @@ def _train_metrics(params: Params, train, train_gamma, saturation_totals) -> dic
         cos_mu2=params.p[1] / safe_norm,
         saturation_clean=saturation_sums[:, 0],
         saturation_noisy=saturation_sums[:, 1],
+        gap_clean=_masked_mean(lead_relevant, ~train.noisy_mask),
+        gap_noisy=_masked_mean(lead_opposite, train.noisy_mask),
     )
 
 
@@ -298,8 +312,11 @@ def run(
     optimizer: optax.GradientTransformation | None = None,
     log_history: bool = True,
     engine: str = "primal",
+    keep_data: bool = False,
 ) -> Run:
     """Sample data, initialise and train one run; pure and jit-able with ``width``, ``engine`` static.
+
+    ``keep_data`` returns the training and test sets in ``Run.data`` (needs ``log_history``).
 
     ``engine="primal"`` samples d-dimensional tokens zero-padded to ``width`` >= d; ``"reduced"`` samples the
     exact 2 + n_train·T representation (``width`` is then ignored and d may be any traced value). Without
@@ -328,10 +345,11 @@ def run(
         test_metrics = _test_metrics(test_params, test_set, token_scores(test_params, test_set.tokens))
         final = Metrics(**final, **test_metrics)
     log_steps = jnp.arange(1, config.n_logs + 1, dtype=jnp.int32) * config.log_every
-    return Run(params=final_params, history=history, final=final, log_steps=log_steps, engine=engine)
+    data = (train_set, test_set) if keep_data and log_history else None
+    return Run(params=final_params, history=history, final=final, log_steps=log_steps, engine=engine, data=data)
 
 
-_run_jit = jax.jit(run, static_argnames=("width", "optimizer", "log_history", "engine"))
+_run_jit = jax.jit(run, static_argnames=("width", "optimizer", "log_history", "engine", "keep_data"))
 
 
 def as_key(key) -> jax.Array:
@@ -450,6 +468,7 @@ def simulate(
     optimizer: optax.GradientTransformation | None = None,
     *,
     engine: str = "auto",
+    keep_data: bool = False,
 ) -> Run:
     """Train the paper's model once: sample data, run gradient descent from p = 0, record metrics.
 
@@ -461,6 +480,7 @@ def simulate(
       engine: ``"primal"`` (d-dimensional tokens), ``"reduced"`` (the exact 2 + n_train·T representation,
         equal in distribution; see ``jaxbo.reduced``) or ``"auto"`` (reduced whenever exact: W = I and a
         rotation-equivariant optimizer). ``Run.engine`` records the choice.
+      keep_data: also return the training and test sets (``Run.data``), e.g. for ``plot.selected_tokens``.
 
     Returns:
       A ``Run`` with final parameters, metric histories (n_logs rows) and final metrics. With the reduced
@@ -470,4 +490,6 @@ def simulate(
     config = Config() if config is None else config
     engine = checked_engine(config, optimizer, engine)
     width = reduced.width(config) if engine == "reduced" else config.d
-    return _run_jit(as_key(key), jit_config(config, engine), width=width, optimizer=optimizer, engine=engine)
+    return _run_jit(
+        as_key(key), jit_config(config, engine), width=width, optimizer=optimizer, engine=engine, keep_data=keep_data
+    )

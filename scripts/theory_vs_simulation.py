@@ -1,9 +1,12 @@
-"""Theory against simulation (docs/theory.md): the measured phase diagram with the region where the existence
-construction's sufficient conditions hold, and time-to-fit vs time-to-generalise along a line across it.
+"""Theory against simulation (docs/theory.md), in two parts:
 
-    python scripts/theory_vs_simulation.py [--out docs]
+1. boundaries: the SNR picture over d = 10²…10⁶ — measured regime boundaries at several training horizons, their
+   fitted exponents against the theory's ¼ and ½, the constants c_h and c_no, and the n-dependence of the
+   not-overfitting boundary (docs/theory_boundaries_*.png, section "theory_boundaries" of docs/theory.md);
+2. existence: the measured phase diagram with the region where the existence construction's sufficient
+   conditions hold, and time-to-fit vs time-to-generalise (docs/theory_vs_simulation.png).
 
-Writes docs/theory_vs_simulation.png and prints the numbers quoted in docs/theory.md.
+    python scripts/theory_vs_simulation.py [--out docs] [--part boundaries|existence|all] [--horizons 1000,10000,100000]
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import time
 
 from jaxbo.cli import use_cpu_cores
 
@@ -53,10 +57,104 @@ def construction_works(config: jaxbo.Config, seeds: int = 4) -> float:
     return float(jnp.mean(_construction_works(keys, config)))
 
 
+WIDE_D = np.unique(np.geomspace(100, 10**6, 13).round()).astype(int).tolist()
+WIDE_SIGNAL = np.geomspace(1.0, 3000.0, 28).tolist()
+N_VALUES = (10, 20, 40)
+N_D = np.unique(np.geomspace(1000, 100_000, 5).round()).astype(int).tolist()
+
+
+def write_section(page: str, name: str, text: str) -> None:
+    """Replace (or append) the section between ``<!-- name:start -->`` and ``<!-- name:end -->`` of ``page``."""
+    content = open(page).read() if os.path.exists(page) else ""
+    block = f"<!-- {name}:start -->\n{text}\n<!-- {name}:end -->"
+    pattern = re.compile(rf"<!-- {name}:start -->.*?<!-- {name}:end -->", re.S)
+    content = pattern.sub(lambda _: block, content) if pattern.search(content) else content + "\n" + block + "\n"
+    with open(page, "w") as handle:
+        handle.write(content)
+
+
+HEADER = (
+    "| steps | harmful slope b [95 %] (theory ¼) | c_h | d with a boundary "
+    "| not-overfitting slope b [95 %] (theory ½) | c_no | d with a boundary | cells benign / harmful / not | time |"
+)
+
+
+def _interval(values) -> str:
+    low, high = values
+    return f"[{low:.2f}, {high:.2f}]"
+
+
+def boundaries_part(out: str, horizons: list[int], seeds: int = 8) -> None:
+    """The wide-range check: boundaries and exponents at each horizon, and the n-dependence."""
+    grid = {"d": WIDE_D, "signal_norm": WIDE_SIGNAL}
+    rows = []
+    for steps in horizons:
+        config = jaxbo.Config(n_test=500, steps=steps, log_every=steps)
+        started = time.perf_counter()
+        result = jaxbo.sweep(grid, seeds=seeds, config=config, progress=False)
+        seconds = time.perf_counter() - started
+        fits = theory.fit_boundaries(theory.boundaries(result))
+        harmful, not_overfitting = fits["harmful"], fits["not_overfitting"]
+        counts = np.bincount(result.majority_regime().ravel(), minlength=3)
+        rows.append(
+            f"| {steps:,} | {harmful['slope']:.2f} {_interval(harmful['slope_ci'])} | {harmful['constant']:.2f} "
+            f"| {harmful['points']} | {not_overfitting['slope']:.2f} {_interval(not_overfitting['slope_ci'])} "
+            f"| {not_overfitting['constant']:.2f} | {not_overfitting['points']} "
+            f"| {counts[0]} / {counts[1]} / {counts[2]} "
+            f"| {seconds:.0f} s |"
+        )
+        print(rows[-1], flush=True)
+        figure = jaxbo.plot.phase_diagram(
+            result,
+            metrics=("train_loss", "test_accuracy", "regime"),
+            theory=True,
+            title=f"d = 10²…10⁶, ‖μ‖ = 1…3000 (geometric), {seeds} seeds, {steps:,} steps of GD at lr 5e-3",
+        )
+        figure.savefig(os.path.join(out, f"theory_boundaries_{steps}.png"), dpi=80)
+    n_rows, measured = [], []
+    n_steps = horizons[min(1, len(horizons) - 1)]
+    for n in N_VALUES:
+        config = jaxbo.Config(n_train=n, n_test=500, steps=n_steps, log_every=n_steps)
+        result = jaxbo.sweep({"d": N_D, "signal_norm": WIDE_SIGNAL}, seeds=seeds, config=config, progress=False)
+        measured.append(theory.boundaries(result))
+        n_rows.append(f"| {n} | " + " | ".join(f"{value:.1f}" for value in measured[-1].not_overfitting) + " |")
+    exponent = theory.n_exponent(measured)
+    text = f"""Measured by `scripts/theory_vs_simulation.py --part boundaries` ({seeds} seeds per cell, reduced engine,
+d = {WIDE_D[0]}…{WIDE_D[-1]:,} in {len(WIDE_D)} geometric steps, ‖μ‖ = 1…3000 in {len(WIDE_SIGNAL)} geometric steps,
+n = 20, T = 8, η = 0.2, ρ = 0.1, lr 5e-3; a boundary is located at each d by `theory.boundaries`, exponents
+and 95 % bootstrap intervals by `theory.fit_boundaries`; wall time on this machine's 2 CPU cores):
+
+{HEADER}
+|---|---|---|---|---|---|---|---|---|
+{chr(10).join(rows)}
+
+n-dependence of the not-overfitting boundary ({n_steps:,} steps; ‖μ‖ at each d = {", ".join(map(str, N_D))}):
+
+| n | {" | ".join(f"d = {d:,}" for d in N_D)} |
+|---|{"---|" * len(N_D)}
+{chr(10).join(n_rows)}
+
+Pooled slope of log ‖μ‖ on log n at fixed d: **{exponent["slope"]:.2f}** {_interval(exponent["slope_ci"])} (theory −½).
+Figures: {", ".join(f"`docs/theory_boundaries_{steps}.png`" for steps in horizons)}."""
+    print(text)
+    write_section(os.path.join(out, "theory.md"), "theory_boundaries", text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--out", default="docs")
+    parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "docs"))
+    parser.add_argument("--part", choices=("boundaries", "existence", "all"), default="all")
+    parser.add_argument("--horizons", default="1000,10000,100000", help="training steps, comma-separated")
     args = parser.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    if args.part in ("boundaries", "all"):
+        boundaries_part(args.out, [int(value) for value in args.horizons.split(",")])
+    if args.part in ("existence", "all"):
+        existence_part(args.out)
+
+
+def existence_part(out: str) -> None:
+    """The existence construction's region against the measured phase diagram, and fit vs generalise times."""
     base = jaxbo.Config(n_test=500)
     result = jaxbo.sweep({"d": D_VALUES, "signal_norm": SIGNAL_VALUES}, seeds=8, config=base, progress=False)
     n_noisy = 4  # ⌈0.2 · 20⌉ = 4 flipped labels
@@ -122,8 +220,7 @@ def main() -> None:
     right.set_ylabel("gradient steps (mean over seeds that reach it)")
     right.set_title("time to fit vs time to generalise, ‖μ‖ = 20")
     right.legend()
-    os.makedirs(args.out, exist_ok=True)
-    path = os.path.join(args.out, "theory_vs_simulation.png")
+    path = os.path.join(out, "theory_vs_simulation.png")
     figure.savefig(path, dpi=110)
     summary += [
         "",
@@ -166,14 +263,7 @@ def main() -> None:
             summary.append(f"| {signal_norm:g} | {d} | {fitted}/8 | {below} | {recovered} |")
     text = "\n".join(summary)
     print(text)
-    page = os.path.join(args.out, "theory.md")
-    if os.path.exists(page):
-        content = open(page).read()
-        block = f"<!-- theory_vs_simulation:start -->\n{text}\n<!-- theory_vs_simulation:end -->"
-        pattern = re.compile(r"<!-- theory_vs_simulation:start -->.*?<!-- theory_vs_simulation:end -->", re.S)
-        content = pattern.sub(lambda _: block, content) if pattern.search(content) else content + "\n" + block + "\n"
-        with open(page, "w") as handle:
-            handle.write(content)
+    write_section(os.path.join(out, "theory.md"), "theory_vs_simulation", text)
     print(path)
 
 

@@ -84,3 +84,21 @@ def test_boundaries_need_the_two_axes():
                 }
             )
         )
+
+
+def test_phase_diagram_overlays_fits_on_log_axes_and_shows_loss_panels():
+    result = synthetic(width=0.15)
+    figure = jaxbo.plot.phase_diagram(result, metrics=("test_accuracy", "regime"), theory=True)
+    panels = [axis for axis in figure.axes if axis.get_title()]
+    assert len(panels) == 2 and all(axis.get_xscale() == "log" and axis.get_yscale() == "log" for axis in panels)
+    legend = [text.get_text() for text in panels[-1].get_legend().get_texts()]
+    fits = [line for line in legend if line.startswith("fit")]
+    assert len(fits) == 2 and "(theory 0.25)" in fits[0] and "(theory 0.5)" in fits[1]
+    assert fits[0].startswith("fit ‖μ‖ ∝ d^0.2") and fits[1].startswith("fit ‖μ‖ ∝ d^0.5")
+    assert any("SNR=" in text.get_text() for text in panels[0].texts)  # labelled SNR contours
+    # A colour range that shows the variation: the panel's own data range, not a fixed 0.5–1.
+    mesh = panels[0].collections[0]
+    assert mesh.norm.vmin >= 0.85 and mesh.norm.vmax == 1.0
+    with pytest.raises(ValueError, match="theory=True needs"):
+        jaxbo.plot.phase_diagram(result, x="signal_norm", y="d", theory=True)
+    assert not jaxbo.plot.is_geometric(np.array([250, 500, 750, 1000]))
