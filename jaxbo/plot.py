@@ -356,7 +356,7 @@ def selected_tokens(runs, *, titles: list[str] | None = None) -> Figure:
     runs = [runs] if not isinstance(runs, list | tuple) else list(runs)
     if any(run.data is None for run in runs):
         raise ValueError("selected_tokens needs the runs' data: simulate(key, config, keep_data=True)")
-    figure = Figure(figsize=(4.6 * len(runs), 8.4), layout="constrained")
+    figure = Figure(figsize=(5.2 * len(runs), 9.6), layout="constrained")
     axes = figure.subplots(2, len(runs), squeeze=False)
     for column, run in enumerate(runs):
         query = np.asarray(effective_query(run.params))
@@ -398,6 +398,6 @@ def selected_tokens(runs, *, titles: list[str] | None = None) -> Figure:
             axis.set_xlabel("selected token · μ₊₁/‖μ‖")
             axis.set_ylabel("selected token · μ₋₁/‖μ‖")
             accuracy = train_accuracy if which == "train" else test_accuracy
-            axis.set_title(f"{name}: {which} (accuracy {accuracy:.3f})")
+            axis.set_title(f"{name}\n{which} (accuracy {accuracy:.3f})", fontsize="medium")
             axis.legend(fontsize="x-small", loc="upper left")
     return figure

@@ -23,6 +23,8 @@ use_cpu_cores()
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
+from _bench import machine  # noqa: E402
+from _bench import write_section as write_bench_section  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 import jaxbo  # noqa: E402
@@ -87,12 +89,13 @@ def _interval(values) -> str:
 def boundaries_part(out: str, horizons: list[int], seeds: int = 8) -> None:
     """The wide-range check: boundaries and exponents at each horizon, and the n-dependence."""
     grid = {"d": WIDE_D, "signal_norm": WIDE_SIGNAL}
-    rows = []
+    rows, timings = [], []
     for steps in horizons:
         config = jaxbo.Config(n_test=500, steps=steps, log_every=steps)
         started = time.perf_counter()
         result = jaxbo.sweep(grid, seeds=seeds, config=config, progress=False)
         seconds = time.perf_counter() - started
+        timings.append((steps, seconds))
         fits = theory.fit_boundaries(theory.boundaries(result))
         harmful, not_overfitting = fits["harmful"], fits["not_overfitting"]
         counts = np.bincount(result.majority_regime().ravel(), minlength=3)
@@ -119,6 +122,19 @@ def boundaries_part(out: str, horizons: list[int], seeds: int = 8) -> None:
         measured.append(theory.boundaries(result))
         n_rows.append(f"| {n} | " + " | ".join(f"{value:.1f}" for value in measured[-1].not_overfitting) + " |")
     exponent = theory.n_exponent(measured)
+    write_bench_section(
+        "theory_vs_simulation",
+        f"""## The wide-range theory check (`scripts/theory_vs_simulation.py --part boundaries`)
+
+Machine: {machine()}. One sweep per horizon over d = 10²…10⁶ (13 values) × ‖μ‖ = 1…3000 (28 values) × {seeds}
+seeds = {len(WIDE_D) * len(WIDE_SIGNAL) * seeds:,} runs, reduced engine, final metrics only, wall time
+including compilation (cold, in one process):
+
+| steps | wall |
+|---|---|
+"""
+        + "\n".join(f"| {steps:,} | {seconds:.0f} s |" for steps, seconds in timings),
+    )
     text = f"""Measured by `scripts/theory_vs_simulation.py --part boundaries` ({seeds} seeds per cell, reduced engine,
 d = {WIDE_D[0]}…{WIDE_D[-1]:,} in {len(WIDE_D)} geometric steps, ‖μ‖ = 1…3000 in {len(WIDE_SIGNAL)} geometric steps,
 n = 20, T = 8, η = 0.2, ρ = 0.1, lr 5e-3; a boundary is located at each d by `theory.boundaries`, exponents
@@ -140,15 +156,171 @@ Figures: {", ".join(f"`docs/theory_boundaries_{steps}.png`" for steps in horizon
     write_section(os.path.join(out, "theory.md"), "theory_boundaries", text)
 
 
+GAP_SETTINGS = [(2000, 20.0), (20000, 20.0), (5000, 5.0), (100_000, 7.0), (500, 100.0), (250, 200.0)]
+
+
+def gaps_part(out: str, seeds: int = 4, steps: int = 20_000) -> None:
+    """Attention gaps against the growth-function prediction g(x(τ)) − g(x(0)) = c·τ, one rate c per run."""
+    rows = []
+    figure = Figure(figsize=(5 * len(GAP_SETTINGS) // 2, 8), layout="constrained")
+    axes = figure.subplots(2, len(GAP_SETTINGS) // 2).ravel()
+    for axis, (d, signal_norm) in zip(axes, GAP_SETTINGS, strict=True):
+        config = jaxbo.Config(d=d, signal_norm=signal_norm, steps=steps, log_every=steps // 200, n_test=500)
+        result = jaxbo.sweep({"d": [d]}, seeds=seeds, config=config, histories=True, progress=False)
+        regime = theory.REGIME_NAMES[int(result.majority_regime()[0])]
+        summary = []
+        for name, label in (("gap_clean", "Λ̄ (clean)"), ("gap_noisy", "Γ̄ (noisy)")):
+            gaps = result.history[name][0]  # (seeds, L)
+            rate, r2 = (np.asarray(v) for v in theory.gap_rate(result.log_steps, gaps, config.T))
+            summary.append(f"{np.median(rate):.3g} | {np.min(r2):.4f}")
+            predicted = np.asarray(
+                theory.inverse_growth(theory.growth(0.0, config.T) + rate[0] * result.log_steps, config.T)
+            )
+            line = axis.plot(result.log_steps, gaps[0], label=f"{label} measured")[0]
+            axis.plot(
+                result.log_steps,
+                predicted,
+                "--",
+                color=line.get_color(),
+                label=f"{label}: g⁻¹(g(0) + cτ), R² = {r2[0]:.3f}",
+            )
+        axis.set_title(f"d = {d:,}, ‖μ‖ = {signal_norm:g} ({regime}), seed 0", fontsize="small")
+        axis.set_xlabel("step τ")
+        axis.set_ylabel("logit gap x")
+        axis.set_xscale("log")
+        axis.legend(fontsize="x-small")
+        rows.append(f"| {d:,} | {signal_norm:g} | {regime} | " + " | ".join(summary) + " |")
+        print(rows[-1], flush=True)
+    figure.suptitle(f"Attention gaps against the growth function, {steps:,} steps, lr 5e-3")
+    figure.savefig(os.path.join(out, "theory_gaps.png"), dpi=80)
+    text = f"""Measured by `scripts/theory_vs_simulation.py --part gaps` ({seeds} seeds per setting, {steps:,} steps,
+gaps logged every {steps // 200} steps; c is fitted per run through the origin, the table gives the median c and
+the smallest R² over seeds; figure: `docs/theory_gaps.png`):
+
+| d | ‖μ‖ | regime | Λ̄ (clean): median c | Λ̄: min R² | Γ̄ (noisy): median c | Γ̄: min R² |
+|---|---|---|---|---|---|---|
+{chr(10).join(rows)}"""
+    print(text)
+    write_section(os.path.join(out, "theory.md"), "theory_gaps", text)
+
+
+DELAY_D = [1000, 10_000, 100_000]
+DELAY_SIGNAL = np.geomspace(6.0, 60.0, 7).tolist()
+
+
+def delay_part(out: str, seeds: int = 8, steps: int = 100_000, window: int = 2000) -> None:
+    """Delayed generalisation searched for across the benign band: time to fit against time to generalise.
+
+    Two passes per step size: the first ``window`` steps logged every 5 steps (fits happen early, so their
+    times need that resolution), and the whole ``steps`` horizon logged every ``steps // 1000`` steps (to
+    see generalisation arrive late). A run is *delayed* when it generalises strictly after it fits.
+    """
+    grid = {"d": DELAY_D, "signal_norm": DELAY_SIGNAL}
+    rows, points = [], []
+    for lr in (5e-3, 5e-2):
+        early = jaxbo.sweep(
+            grid,
+            seeds=seeds,
+            config=jaxbo.Config(steps=window, log_every=5, n_test=1000, lr=lr),
+            histories=True,
+            progress=False,
+        )
+        late = jaxbo.sweep(
+            grid,
+            seeds=seeds,
+            config=jaxbo.Config(steps=steps, log_every=steps // 1000, n_test=1000, lr=lr),
+            histories=True,
+            progress=False,
+        )
+        fit_early, generalise_early = early.time_to_fit(), early.time_to_generalise()
+        fit_late, generalise_late = late.time_to_fit(), late.time_to_generalise()
+        # Times from the fine pass where it saw them, else from the long one (-1: never within `steps`).
+        fit = np.where(fit_early >= 0, fit_early, fit_late)
+        generalise = np.where(generalise_early >= 0, generalise_early, generalise_late)
+        for i, d in enumerate(DELAY_D):
+            for j, signal_norm in enumerate(DELAY_SIGNAL):
+                f, g = fit[i, j], generalise[i, j]
+                both = (f >= 0) & (g >= 0)
+                delayed = both & (g > f)
+                snr = signal_norm / np.sqrt(d)
+                ratio = np.median(g[both] / f[both]) if both.any() else float("nan")
+                median_fit = np.median(f[f >= 0]) if (f >= 0).any() else float("nan")
+                median_generalise = np.median(g[g >= 0]) if (g >= 0).any() else float("nan")
+                rows.append(
+                    f"| {lr:g} | {d:,} | {signal_norm:.1f} | {snr:.3f} | {int((f >= 0).sum())}/{seeds} "
+                    f"| {int((g >= 0).sum())}/{seeds} | {int(delayed.sum())} | {median_fit:.0f} "
+                    f"| {median_generalise:.0f} | {ratio:.2f} |"
+                )
+                points += [(lr, d, snr, gg / ff) for ff, gg in zip(f[both], g[both], strict=True)]
+        print(f"lr {lr}: done", flush=True)
+    figure = Figure(figsize=(7, 5), layout="constrained")
+    axis = figure.subplots()
+    points = np.array(points)
+    for lr, marker in ((5e-3, "o"), (5e-2, "s")):
+        for d, colour in zip(DELAY_D, ("#1b9e77", "#d95f02", "#7570b3"), strict=True):
+            keep = (points[:, 0] == lr) & (points[:, 1] == d)
+            axis.scatter(
+                points[keep, 2],
+                points[keep, 3],
+                marker=marker,
+                color=colour,
+                s=14,
+                alpha=0.7,
+                label=f"d = {d:,}, lr {lr:g}",
+            )
+    axis.axhline(1.0, color="black", linewidth=0.8)
+    axis.set_xscale("log")
+    axis.set_yscale("log")
+    axis.set_xlabel("SNR = ‖μ‖/(σ√d)")
+    axis.set_ylabel("time to generalise / time to fit (per run)")
+    axis.set_title(f"Delayed generalisation? up to {steps:,} steps; above 1: generalises after fitting")
+    axis.legend(fontsize="x-small")
+    figure.savefig(os.path.join(out, "theory_delay.png"), dpi=90)
+    text = f"""Measured by `scripts/theory_vs_simulation.py --part delay` ({seeds} seeds per cell, 1000 test samples;
+times from a pass of {window:,} steps logged every 5 steps, and, for what it did not see, a pass of {steps:,}
+steps logged every {steps // 1000}; time to fit: first logged step from which every training label stays fitted;
+time to generalise: first logged step from which test accuracy stays ≥ 0.995; *delayed*: both reached and
+generalisation strictly later; figure: `docs/theory_delay.png`):
+
+| lr | d | ‖μ‖ | SNR | fitted | generalised | delayed | median time to fit | median time to generalise | median ratio |
+|---|---|---|---|---|---|---|---|---|---|
+{chr(10).join(rows)}"""
+    print(text)
+    write_section(os.path.join(out, "theory.md"), "theory_delay", text)
+
+
+TOKEN_SETTINGS = [("harmful", 5000, 5.0), ("benign", 2000, 20.0), ("not overfitting", 500, 100.0)]
+
+
+def tokens_part(out: str, steps: int = 10_000) -> None:
+    """v3's Figure 1 from trained runs: the token attention selects, one run per regime."""
+    runs, titles = [], []
+    for name, d, signal_norm in TOKEN_SETTINGS:
+        config = jaxbo.Config(d=d, signal_norm=signal_norm, steps=steps, log_every=steps // 10, n_test=300)
+        runs.append(jaxbo.simulate(0, config, keep_data=True))
+        titles.append(f"{name} setting (d = {d:,}, ‖μ‖ = {signal_norm:g})")
+    figure = jaxbo.plot.selected_tokens(runs, titles=titles)
+    figure.suptitle(f"The token attention selects, projected on μ₊₁ and μ₋₁ ({steps:,} steps, seed 0)")
+    path = os.path.join(out, "theory_selected_tokens.png")
+    figure.savefig(path, dpi=80)
+    print(path)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "docs"))
-    parser.add_argument("--part", choices=("boundaries", "existence", "all"), default="all")
+    parser.add_argument("--part", choices=("boundaries", "gaps", "delay", "tokens", "existence", "all"), default="all")
     parser.add_argument("--horizons", default="1000,10000,100000", help="training steps, comma-separated")
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
     if args.part in ("boundaries", "all"):
         boundaries_part(args.out, [int(value) for value in args.horizons.split(",")])
+    if args.part in ("gaps", "all"):
+        gaps_part(args.out)
+    if args.part in ("delay", "all"):
+        delay_part(args.out)
+    if args.part in ("tokens", "all"):
+        tokens_part(args.out)
     if args.part in ("existence", "all"):
         existence_part(args.out)
 
