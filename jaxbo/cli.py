@@ -151,7 +151,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     )
     grid.add_argument("--seeds", type=int, default=5, help="runs per grid point")
     grid.add_argument("--key", type=int, default=0, help="base seed of the sweep")
-    grid.add_argument("--engine", choices=("auto", "primal", "reduced"), default="auto", help="simulation engine")
+    grid.add_argument(
+        "--engine", choices=("auto", "primal", "reduced", "kernel"), default="auto", help="simulation engine"
+    )
     grid.add_argument("--histories", action="store_true", help="also keep every run's logged metrics")
     grid.add_argument("--chunk-size", type=int, default=None, help="runs per compiled call (default: planned)")
     grid.add_argument("--out", default="results", help="output directory (created once the arguments are valid)")
@@ -165,7 +167,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         epilog=f"example:\n  {prog} run --set d=4500 --set signal_norm=5",
     )
     one.add_argument("--key", type=int, default=0, help="seed of the run")
-    one.add_argument("--engine", choices=("auto", "primal", "reduced"), default="auto", help="simulation engine")
+    one.add_argument(
+        "--engine", choices=("auto", "primal", "reduced", "kernel"), default="auto", help="simulation engine"
+    )
     one.add_argument("--out", default="results", help="output directory (created once the arguments are valid)")
     one.add_argument("--name", default="dynamics", help="file name stem in --out")
 

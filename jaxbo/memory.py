@@ -74,15 +74,22 @@ def bytes_per_run(config: Config, engine: str, width: int, log_history: bool) ->
         data = 4 * T * width * (config.n_train + (config.n_test if log_history else 0)) * 3 + 4 * T * config.n_test * 12
         if config.attention != "identity":
             data += 4 * width * width * 4
+        if engine == "kernel":  # M = W₀Xᵀ and the (nT)² matrices K, G, A
+            N = config.n_train * T
+            data += 4 * width * N * 2 + 4 * N * N * 4
     history = 4 * 40 * config.n_logs if log_history else 0
     return data + history
 
 
 def step_bytes(config: Config, engine: str, width: int) -> int:
-    """Bytes one run reads at every gradient step: its (nT)² Gram matrix (the reduced engine's kernel form)
-    or its tokens (n, T, width) (the primal engine)."""
+    """Bytes one run reads at every gradient step: its (nT)² Gram matrix (the reduced engine's kernel form),
+    its K, G and A (the kernel engine) or its tokens (n, T, width) (the primal engine)."""
     tokens = config.n_train * config.T
-    return 4 * tokens * tokens if engine == "reduced" else 4 * tokens * width
+    if engine == "reduced":
+        return 4 * tokens * tokens
+    if engine == "kernel":
+        return 3 * 4 * tokens * tokens
+    return 4 * tokens * width
 
 
 def check_fits(config: Config, engine: str, width: int, log_history: bool, backend: Backend | None = None) -> None:
@@ -96,13 +103,13 @@ def check_fits(config: Config, engine: str, width: int, log_history: bool, backe
         backend = Backend(platform="cpu", device_count=1, memory_bytes=physical_memory())
     if width > MAX_PRIMAL_WIDTH:
         raise ValueError(
-            f"Config.d = {width} is too large for the primal engine: it indexes coordinates with int32 "
+            f"Config.d = {width} is too large for the {engine} engine: it indexes coordinates with int32 "
             f"(d <= {MAX_PRIMAL_WIDTH}). The reduced engine (engine='auto' or 'reduced', W = I) takes any d."
         )
     needed = bytes_per_run(config, engine, width, log_history)
     if backend.memory_bytes is not None and needed > backend.memory_bytes:
         raise ValueError(
-            f"Config.d = {width} needs about {needed / 2**30:.1f} GiB for one primal run, more than the "
+            f"Config.d = {width} needs about {needed / 2**30:.1f} GiB for one {engine} run, more than the "
             f"{backend.memory_bytes / 2**30:.1f} GiB of one {backend.platform} device. Use the reduced engine "
             "(W = I: any d at the cost of d ≈ n·T), or a smaller d."
         )

@@ -179,7 +179,7 @@ class Plan:
     Attributes:
       axes: grid axis name → (values,) array, in the grid's order.
       seeds: runs per grid point.
-      engine: ``"primal"`` or ``"reduced"`` (resolved).
+      engine: ``"primal"``, ``"kernel"`` or ``"reduced"`` (resolved).
       values: axis name → (runs,) value of every run; runs are grid points in C order, seeds innermost.
       seed_index: (runs,) int32 seed index of every run.
       coordinate_ids: (runs,) int32 ``coordinate_hash`` of every run's coordinates.
@@ -288,7 +288,7 @@ def make_plan(
 ) -> Plan:
     """The plan of a sweep over validated ``axes`` (``validate_grid``) × ``seeds`` with a resolved ``engine``."""
     values, seed_index, coordinate_ids = run_table(axes, seeds)
-    if engine == "primal" and "d" in axes:
+    if engine in ("primal", "kernel") and "d" in axes:
         bucket_widths = plan_buckets(axes["d"], max_buckets)
         run_width = np.array([min(w for w in bucket_widths if w >= d) for d in values["d"]])
         members = [(width, np.flatnonzero(run_width == width)) for width in bucket_widths]
@@ -297,7 +297,7 @@ def make_plan(
         members = [(width, np.arange(len(seed_index)))]
     groups = []
     for width, rows in members:
-        if engine == "primal":
+        if engine != "reduced":
             check_fits(config, engine, int(width), histories, backend)
         size, sub_chunks = chunk_shape(
             config,

@@ -126,6 +126,10 @@ METRIC_TITLES = {
 }
 
 
+def _seeds_text(seeds: int) -> str:
+    return "1 seed" if seeds == 1 else f"mean of {seeds} seeds"
+
+
 def _colour_range(name: str, values: np.ndarray) -> tuple[float, float]:
     """A colour range that shows the variation: the data's 1st–99th percentile (accuracies capped at 1)."""
     finite = values[np.isfinite(values)]
@@ -212,7 +216,7 @@ def phase_diagram(
                 low, high = _colour_range(name, data)
                 cmap = "magma" if name.endswith("loss") else "viridis"
                 mesh = axis.pcolormesh(x_edges, y_edges, data, cmap=cmap, vmin=low, vmax=high)
-                figure.colorbar(mesh, ax=axis, label=f"{METRIC_TITLES.get(name, name)} (mean of {result.seeds} seeds)")
+                figure.colorbar(mesh, ax=axis, label=f"{METRIC_TITLES.get(name, name)} ({_seeds_text(result.seeds)})")
                 axis.set_title(METRIC_TITLES.get(name, name) + suffix)
             axis.set_xlabel(LABELS.get(x, x))
             axis.set_ylabel(LABELS.get(y, y))

@@ -330,7 +330,7 @@ def sweep(
       config: base configuration for every field the grid does not set (default ``Config()``).
       key: base key or int seed (default 0). Run keys: ``run_key(key, seed, coordinates)``.
       progress: a progress bar (``tqdm``) on stderr, with compile time apart from the rate and ETA.
-      engine: ``"auto"``, ``"primal"`` or ``"reduced"``, as in ``simulate``.
+      engine: ``"auto"``, ``"primal"``, ``"reduced"`` or ``"kernel"``, as in ``simulate``.
       histories: also keep every run's logged metrics (memory: runs × n_logs × ~40 floats).
       optimizer: optax transformation for every run (default gradient descent with ``config.lr``; with ``lr``
         in the grid only the default follows it).

@@ -10,6 +10,7 @@ import numpy as np
 import optax
 
 from jaxbo import data as data_lib
+from jaxbo import kernel as weights_kernel_lib
 from jaxbo import reduced
 from jaxbo.config import SWEEPABLE, Config, with_traced
 from jaxbo.loss import (
@@ -85,7 +86,8 @@ class Run:
       history: ``Metrics`` recorded after steps log_every, 2·log_every, …, steps; fields (n_logs, …).
       final: ``Metrics`` after the last step (equals the last row of ``history``).
       log_steps: (n_logs,) int32, the step count at each history row.
-      engine: ``"primal"`` (d-dimensional tokens) or ``"reduced"`` (exact 2 + nT representation).
+      engine: ``"primal"`` (d-dimensional tokens), ``"reduced"`` (exact 2 + nT representation) or ``"kernel"``
+        (W and p in kernel form, ``jaxbo.kernel``).
       data: (training set, test set) in the engine's coordinates when asked for (``simulate(...,
         keep_data=True)``, e.g. for ``plot.selected_tokens``), else None.
     """
@@ -141,11 +143,13 @@ def _accuracy_and_loss(f: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.
     return jnp.mean(margins > 0), jnp.mean(logistic_loss(margins))
 
 
-def _train_metrics(params: Params, train, train_gamma, saturation_totals) -> dict[str, jax.Array]:
+def _train_metrics(params: Params, train, train_gamma, saturation_totals, query=None) -> dict[str, jax.Array]:
     """Training-set and parameter metrics of ``params`` (γ = Xν precomputed; ``saturation_totals``: (n,)
-    Σ_τ 𝔖⁽ⁱ⁾(τ) per sample, summed by class and group here rather than at every step)."""
+    Σ_τ 𝔖⁽ⁱ⁾(τ) per sample, summed by class and group here rather than at every step; ``query``: Wᵀp where
+    the caller has it cheaper than from ``params``)."""
     saturation_sums = saturation_by_group(saturation_totals, train.clean_labels, train.noisy_mask)
-    logits = attention_logits(params, train.tokens)
+    query = effective_query(params) if query is None else query
+    logits = jnp.einsum("ntd,d->nt", train.tokens, query, precision=PRECISION)
     s_train = jax.nn.softmax(logits, axis=-1)
     f_train = jnp.sum(s_train * train_gamma, axis=-1)
     lead_relevant, lead_opposite = mean_gaps(logits, train.roles)
@@ -171,8 +175,9 @@ def _train_metrics(params: Params, train, train_gamma, saturation_totals) -> dic
     )
 
 
-def _test_metrics(params: Params, test, test_gamma) -> dict[str, jax.Array]:
-    s_test = jax.nn.softmax(attention_logits(params, test.tokens), axis=-1)
+def _test_metrics(params: Params, test, test_gamma, query=None) -> dict[str, jax.Array]:
+    query = effective_query(params) if query is None else query
+    s_test = jax.nn.softmax(jnp.einsum("ntd,d->nt", test.tokens, query, precision=PRECISION), axis=-1)
     test_accuracy, test_loss = _accuracy_and_loss(jnp.sum(s_test * test_gamma, axis=-1), test.labels)
     return dict(
         test_accuracy=test_accuracy,
@@ -181,10 +186,11 @@ def _test_metrics(params: Params, test, test_gamma) -> dict[str, jax.Array]:
     )
 
 
-def _evaluate(params: Params, train, train_gamma, test, test_gamma, saturation_totals) -> Metrics:
-    """Metrics of ``params`` on the training and test sets (each with its precomputed γ = Xν)."""
+def _evaluate(params: Params, train, train_gamma, test, test_gamma, saturation_totals, query=None) -> Metrics:
+    """Metrics of ``params`` (with its ``query`` Wᵀp if given) on the training and test sets (γ = Xν given)."""
     return Metrics(
-        **_train_metrics(params, train, train_gamma, saturation_totals), **_test_metrics(params, test, test_gamma)
+        **_train_metrics(params, train, train_gamma, saturation_totals, query),
+        **_test_metrics(params, test, test_gamma, query),
     )
 
 
@@ -202,6 +208,7 @@ def train(
     optimizer: optax.GradientTransformation | None = None,
     log_history: bool = True,
     kernel: bool = False,
+    weights_kernel: bool = False,
 ) -> tuple[Params, Metrics | None, Metrics | dict[str, jax.Array]]:
     """Gradient descent from ``params`` on ``train_set``; pure and jit-able (config's shape fields static).
 
@@ -213,7 +220,8 @@ def train(
       params: initial parameters (p = 0 in the paper).
       train_set: training data, tokens (n_train, T, width).
       test_set: test data, tokens (n_test, T, width); may be None when ``log_history`` is False: the final
-        "metrics" are then only the training part, as a dict (the caller evaluates a test set of its own).
+        "metrics" are then only the training part, as a dict with the final query Wᵀp under ``"query"`` (the
+        caller evaluates a test set of its own).
       optimizer: any optax transformation; default ``optax.sgd(config.lr)``.
       log_history: record metrics after every block; if False only the final metrics are computed (the test
         set is then evaluated once, which is what a sweep needs).
@@ -221,6 +229,9 @@ def train(
         gradient descent on p is α ← α − lr·w with w the ``loss.token_weights``, and the attention logits
         are Gα with the Gram matrix G = XXᵀ, so a step costs one (nT)² product instead of two nT × width
         ones. The same iterates in exact arithmetic; the reduced engine uses it.
+      weights_kernel: with a random W (``attention`` "fixed" or "trained"), p⁽⁰⁾ = 0, the default gradient
+        descent and the analytic gradient, train (β, A) of p = W₀Xᵀβ, W = W₀ + W₀Xᵀ A X instead (``jaxbo.kernel``):
+        O((nT)²) per step whatever the width. The same iterates in exact arithmetic; the kernel engine uses it.
 
     Returns:
       (final params, history or None, final ``Metrics`` or its training part).
@@ -251,6 +262,29 @@ def train(
         step = _kernel_step(config, params, train_set, train_gamma)
         values = {"p": jnp.zeros(tokens.shape[0] * tokens.shape[1], jnp.float32)}  # α: p = p⁽⁰⁾ + Xᵀα
         params_of = _kernel_params(params, tokens)
+
+        def view(values):
+            return params_of(values), None
+
+    elif weights_kernel:
+        if not (optimizer_is_default and config.attention != "identity" and config.gradient == "analytic"):
+            raise ValueError(
+                "weights_kernel=True needs a random W (attention 'fixed' or 'trained'), the default gradient "
+                "descent and the analytic gradient"
+            )
+        data = weights_kernel_lib.prepare(params.W, tokens)
+        step = _weights_kernel_step(config, data, train_set, train_gamma, train_weights)
+        size = tokens.shape[0] * tokens.shape[1]
+        values = {"beta": jnp.zeros(size, tokens.dtype), "A": jnp.zeros((size, size), tokens.dtype)}
+
+        def view(values):
+            p = jnp.matmul(data.M, values["beta"], precision=PRECISION)
+            return Params(p=p, nu=params.nu), weights_kernel_lib.query(data, values["beta"], values["A"])
+
+        def params_of(values):
+            p, W = weights_kernel_lib.parameters(data, values["beta"], values["A"])
+            return Params(p=p, nu=params.nu, W=W)
+
     else:
         step = descent_step
         values = trainable(params, train_weights)
@@ -258,22 +292,51 @@ def train(
         def params_of(values):
             return with_trainable(params, values)
 
+        def view(values):
+            return params_of(values), None
+
     def block(carry, _):
         carry, _ = jax.lax.scan(step, carry, length=config.log_every)
         if not log_history:
             return carry, None
         values, _, saturation_totals = carry
-        metrics = _evaluate(params_of(values), train_set, train_gamma, test_set, test_gamma, saturation_totals)
+        metrics = _evaluate(*_pair(view(values), train_set, train_gamma, test_set, test_gamma, saturation_totals))
         return carry, metrics
 
     # The carry's last entry is Σ_τ 𝔖⁽ⁱ⁾(τ) per sample, (n,): one add per step, grouped only when logged.
-    carry = (values, () if kernel else optimizer.init(values), jnp.zeros(tokens.shape[0], jnp.float32))
+    state = () if kernel or weights_kernel else optimizer.init(values)
+    carry = (values, state, jnp.zeros(tokens.shape[0], tokens.dtype))
     (values, _, saturation_totals), history = jax.lax.scan(block, carry, length=config.n_logs)
     final_params = params_of(values)
+    metric_params, query = view(values)
     if test_set is None:
-        return final_params, history, _train_metrics(final_params, train_set, train_gamma, saturation_totals)
-    final = _evaluate(final_params, train_set, train_gamma, test_set, test_gamma, saturation_totals)
+        query = effective_query(final_params) if query is None else query
+        training = _train_metrics(metric_params, train_set, train_gamma, saturation_totals, query)
+        return final_params, history, {**training, "query": query}
+    final = _evaluate(metric_params, train_set, train_gamma, test_set, test_gamma, saturation_totals, query)
     return final_params, history, final
+
+
+def _pair(viewed, train_set, train_gamma, test_set, test_gamma, saturation_totals):
+    """``_evaluate``'s arguments from a (params, query) view."""
+    params, query = viewed
+    return params, train_set, train_gamma, test_set, test_gamma, saturation_totals, query
+
+
+def _weights_kernel_step(config: Config, data, train_set, train_gamma, train_weights: bool):
+    """One gradient step on (β, A) (``jaxbo.kernel``); see ``train(weights_kernel=True)``."""
+    n, T = train_set.labels.shape[0], train_set.roles.shape[0]
+
+    def step(carry, _):
+        values, state, saturation_totals = carry
+        logits = weights_kernel_lib.logits(data, values["beta"], values["A"]).reshape(n, T)
+        attention = jax.nn.softmax(logits, axis=-1)
+        saturation_totals = saturation_totals + saturation(attention, train_set.roles)
+        weights = token_weights(train_set.labels, attention, train_gamma).reshape(-1)
+        beta, A = weights_kernel_lib.step(data, values["beta"], values["A"], weights, config.lr, train_weights)
+        return ({"beta": beta, "A": A}, state, saturation_totals), None
+
+    return step
 
 
 def _kernel_step(config: Config, params: Params, train_set, train_gamma):
@@ -333,14 +396,19 @@ def run(
         train_set = data_lib.sample(train_key, config, config.n_train, flip=True, width=width)
         test_set = data_lib.sample(test_key, config, config.n_test, flip=False, width=width) if log_history else None
     params = init_params(weights_key, config, width)
-    kernel = engine == "reduced" and optimizer is None and config.gradient == "analytic"
     final_params, history, final = train(
-        config, params, train_set, test_set, optimizer=optimizer, log_history=log_history, kernel=kernel
+        config,
+        params,
+        train_set,
+        test_set,
+        optimizer=optimizer,
+        log_history=log_history,
+        kernel=engine == "reduced" and optimizer is None and config.gradient == "analytic",
+        weights_kernel=engine == "kernel",
     )
-    if test_set is None:  # final metrics only: ``final`` holds the training metrics
-        test_set, query, head = data_lib.sample_test_projected(
-            test_key, config, effective_query(final_params), final_params.nu
-        )
+    if test_set is None:  # final metrics only: ``final`` holds the training metrics and the query Wᵀp
+        final = dict(final)
+        test_set, query, head = data_lib.sample_test_projected(test_key, config, final.pop("query"), final_params.nu)
         test_params = Params(p=query, nu=head)
         test_metrics = _test_metrics(test_params, test_set, token_scores(test_params, test_set.tokens))
         final = Metrics(**final, **test_metrics)
@@ -365,7 +433,7 @@ def as_key(key) -> jax.Array:
     raise TypeError(f"key must be a jax.random.key(...) or an int seed, got {type(key).__name__}")
 
 
-ENGINES = ("auto", "primal", "reduced")
+ENGINES = ("auto", "primal", "reduced", "kernel")
 
 
 def is_rotation_equivariant(optimizer: optax.GradientTransformation, dim: int = 6, steps: int = 4) -> bool:
@@ -392,25 +460,44 @@ def is_rotation_equivariant(optimizer: optax.GradientTransformation, dim: int = 
 
 
 def resolve_engine(config: Config, optimizer: optax.GradientTransformation | None, engine: str) -> str:
-    """The engine a run uses: ``"auto"`` means reduced whenever it is exact, else primal.
+    """The engine a run uses: ``"auto"`` means the cheapest exact one.
 
-    The reduced engine is exact when W = I (``attention="identity"``) and the optimizer is rotation-equivariant
-    (the default gradient descent, momentum). Forcing ``"reduced"`` elsewhere raises ``ValueError`` saying why.
+    - ``"reduced"`` (any d at the cost of d ≈ nT) is exact when W = I (``attention="identity"``) and the
+      optimizer is rotation-equivariant (the default gradient descent, momentum);
+    - ``"kernel"`` (O((nT)²) per step whatever d; ``jaxbo.kernel``) is exact for a random W (``"fixed"`` or
+      ``"trained"``) with the default gradient descent and the analytic gradient;
+    - ``"primal"`` (d-dimensional arrays) runs everything else.
+    Forcing ``"reduced"`` or ``"kernel"`` where it is not exact raises ``ValueError`` saying why and what works.
     """
     if engine not in ENGINES:
         raise ValueError(f"engine = {engine!r} is unknown: allowed values are {ENGINES}")
     if engine == "primal":
         return engine
+    kernel_reasons = []
+    if config.attention == "identity":
+        kernel_reasons.append("Config.attention = 'identity' (W = I: use the reduced engine)")
+    if optimizer is not None:
+        kernel_reasons.append(
+            f"optimizer = {type(optimizer).__name__} (the kernel form is plain gradient descent: pass no optimizer)"
+        )
+    if config.gradient != "analytic":
+        kernel_reasons.append(f"Config.gradient = {config.gradient!r} (needs 'analytic')")
+    if engine == "kernel":
+        if kernel_reasons:
+            raise ValueError(
+                "engine = 'kernel' is not exact here: " + "; ".join(kernel_reasons) + ". Use 'primal' or 'auto'."
+            )
+        return engine
     reasons = []
     if config.attention != "identity":
-        reasons.append(f"attention = {config.attention!r} (the reduction needs W = I, attention='identity')")
+        reasons.append(f"Config.attention = {config.attention!r} (the reduction needs W = I, attention='identity')")
     if optimizer is not None and not is_rotation_equivariant(optimizer):
         reasons.append("the optimizer is not rotation-equivariant (e.g. Adam), so p leaves the span of the tokens")
     if not reasons:
         return "reduced"
     if engine == "reduced":
         raise ValueError("engine = 'reduced' is not exact here: " + "; ".join(reasons) + ". Use 'primal' or 'auto'.")
-    return "primal"
+    return "primal" if kernel_reasons else "kernel"
 
 
 def checked_engine(config: Config, optimizer: optax.GradientTransformation | None, engine: str) -> str:
@@ -425,7 +512,7 @@ def checked_engine(config: Config, optimizer: optax.GradientTransformation | Non
     if optimizer is not None and not isinstance(optimizer, optax.GradientTransformation):
         raise TypeError(f"optimizer must be an optax.GradientTransformation, got {type(optimizer).__name__}")
     engine = resolve_engine(config, optimizer, engine)
-    if engine == "primal":
+    if engine in ("primal", "kernel"):
         check_fits(config, engine, config.d, log_history=False)
     return engine
 
@@ -478,8 +565,9 @@ def simulate(
       optimizer: any ``optax.GradientTransformation``; default ``optax.sgd(config.lr)``. Pass the same object
         again to reuse the compiled program.
       engine: ``"primal"`` (d-dimensional tokens), ``"reduced"`` (the exact 2 + n_train·T representation,
-        equal in distribution; see ``jaxbo.reduced``) or ``"auto"`` (reduced whenever exact: W = I and a
-        rotation-equivariant optimizer). ``Run.engine`` records the choice.
+        equal in distribution; see ``jaxbo.reduced``), ``"kernel"`` (W and p trained in kernel form: the same
+        iterates as primal, O((nT)²) per step; ``jaxbo.kernel``) or ``"auto"`` (the cheapest exact one, see
+        ``resolve_engine``). ``Run.engine`` records the choice.
       keep_data: also return the training and test sets (``Run.data``), e.g. for ``plot.selected_tokens``.
 
     Returns:

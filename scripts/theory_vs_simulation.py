@@ -273,7 +273,7 @@ def delay_part(out: str, seeds: int = 8, steps: int = 100_000, window: int = 200
     axis.set_yscale("log")
     axis.set_xlabel("SNR = ‖μ‖/(σ√d)")
     axis.set_ylabel("time to generalise / time to fit (per run)")
-    axis.set_title(f"Delayed generalisation? up to {steps:,} steps; above 1: generalises after fitting")
+    axis.set_title(f"Delayed generalisation? (up to {steps:,} steps)\nabove 1: generalises after fitting")
     axis.legend(fontsize="x-small")
     figure.savefig(os.path.join(out, "theory_delay.png"), dpi=90)
     text = f"""Measured by `scripts/theory_vs_simulation.py --part delay` ({seeds} seeds per cell, 1000 test samples;

@@ -11,6 +11,7 @@ ORDER = [
     "reduced",
     "model",
     "loss",
+    "kernel",
     "theory",
     "memory",
     "train",

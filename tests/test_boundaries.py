@@ -102,3 +102,22 @@ def test_phase_diagram_overlays_fits_on_log_axes_and_shows_loss_panels():
     with pytest.raises(ValueError, match="theory=True needs"):
         jaxbo.plot.phase_diagram(result, x="signal_norm", y="d", theory=True)
     assert not jaxbo.plot.is_geometric(np.array([250, 500, 750, 1000]))
+
+
+@pytest.mark.slow
+def test_measured_exponents_at_1000_steps_are_pinned():
+    # docs/theory.md's 1000-step row, on its own grid (13 d × 28 ‖μ‖ geometric, 8 seeds; ~6 s): the
+    # not-overfitting boundary grows like d^0.25 [0.25, 0.26] and the harmful one is nearly flat, 0.06
+    # [0.05, 0.12] (theory ½ and ¼). The bounds hold each 95 % interval with room, and exclude the theory's
+    # values, which the intervals exclude by several widths. A coarser grid is not a substitute: with 7 values
+    # of d the staircase of grid cells moves the not-overfitting slope to 0.41.
+    grid = {
+        "d": np.unique(np.geomspace(100, 10**6, 13).round()).astype(int).tolist(),
+        "signal_norm": np.geomspace(1.0, 3000.0, 28).tolist(),
+    }
+    result = jaxbo.sweep(grid, seeds=8, config=jaxbo.Config(n_test=500), progress=False)
+    fits = theory.fit_boundaries(theory.boundaries(result))
+    not_overfitting, harmful = fits["not_overfitting"], fits["harmful"]
+    assert 0.2 < not_overfitting["slope_ci"][0] <= not_overfitting["slope_ci"][1] < 0.32
+    assert -0.05 < harmful["slope_ci"][0] <= harmful["slope_ci"][1] < 0.18
+    assert 0.5 < harmful["constant"] < 1.5  # harmful below ‖μ‖ ≈ c_h σ d^¼ with c_h ≈ 0.87 (‖μ‖ ≈ 10σ at d = 10⁴)

@@ -111,8 +111,8 @@ def test_auto_rule_and_forced_reduced():
     assert train.resolve_engine(CONFIG, None, "auto") == "reduced"
     assert train.resolve_engine(CONFIG, optax.sgd(0.1, momentum=0.9, nesterov=True), "auto") == "reduced"
     assert train.resolve_engine(CONFIG, optax.adam(1e-3), "auto") == "primal"
-    assert train.resolve_engine(CONFIG.replace(attention="trained"), None, "auto") == "primal"
-    assert train.resolve_engine(CONFIG.replace(attention="fixed"), None, "auto") == "primal"
+    assert train.resolve_engine(CONFIG.replace(attention="trained"), None, "auto") == "kernel"
+    assert train.resolve_engine(CONFIG.replace(attention="fixed"), None, "auto") == "kernel"
     with pytest.raises(ValueError, match="not rotation-equivariant"):
         jaxbo.simulate(0, CONFIG, optax.adam(1e-3), engine="reduced")
     with pytest.raises(ValueError, match="attention = 'trained'"):

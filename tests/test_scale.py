@@ -70,8 +70,10 @@ def test_this_process_has_one_cpu_device_per_core():
     assert jax.device_count() == jaxbo.devices.cpu_cores()
 
 
-@pytest.mark.parametrize("engine", ["reduced", "primal"])
-@pytest.mark.parametrize("histories", [False, True])
+@pytest.mark.parametrize(
+    ("engine", "histories"),
+    [("reduced", False), ("reduced", True), ("primal", False), ("primal", True), ("kernel", False)],
+)
 def test_compiled_chunk_holds_no_cross_device_communication(engine, histories):
     devices = tuple(jax.devices())
     if len(devices) < 2:
@@ -80,7 +82,7 @@ def test_compiled_chunk_holds_no_cross_device_communication(engine, histories):
     program = sweep_module.chunk_program(
         devices, width=12, engine=engine, log_history=histories, optimizer=None, sub_chunks=2
     )
-    config = CONFIG.replace(d=12, n_test=8)
+    config = CONFIG.replace(d=12, n_test=8, attention="trained" if engine == "kernel" else "identity")
     sharding = NamedSharding(Mesh(np.array(devices), ("runs",)), PartitionSpec("runs"))
     values = {"d": np.full(size, 12, np.float32 if engine == "reduced" else np.int32)}
     inputs = jax.device_put((np.zeros(size, np.int32), np.arange(size, dtype=np.int32), values), sharding)
