@@ -22,7 +22,7 @@ def shared_run(config, dtype=jnp.float32):
     return cast(params), cast(train_set), cast(test_set)
 
 
-@pytest.mark.parametrize("attention", ["trained", "fixed"])
+@pytest.mark.parametrize("attention", ["trained", pytest.param("fixed", marks=pytest.mark.slow)])
 def test_kernel_form_equals_primal_gradient_descent_for_1000_steps(attention):
     config = CONFIG.replace(attention=attention)
     params, train_set, test_set = shared_run(config)
@@ -38,6 +38,7 @@ def test_kernel_form_equals_primal_gradient_descent_for_1000_steps(attention):
     np.testing.assert_allclose(kernel_params.W, primal_params.W, rtol=1e-3, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_kernel_form_is_exact_in_float64():
     with jax.enable_x64(True):
         params, train_set, test_set = shared_run(CONFIG, jnp.float64)
@@ -65,6 +66,7 @@ def test_auto_picks_the_kernel_engine_and_refuses_what_it_cannot_do():
         jaxbo.simulate(0, CONFIG.replace(gradient="autodiff"), engine="kernel")
 
 
+@pytest.mark.slow
 def test_sweep_runs_the_kernel_engine_and_matches_primal_runs():
     grid = {"d": [40, 100], "signal_norm": [4.0, 30.0]}
     config = CONFIG.replace(n_test=200)

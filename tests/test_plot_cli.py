@@ -94,7 +94,7 @@ def test_dynamics_needs_one_run():
     config = jaxbo.Config(n_train=10, T=5, d=50, n_test=16, steps=20, log_every=10)
     import jax
 
-    batch = jax.vmap(jaxbo.make_run(config))(jax.random.split(jax.random.key(0), 2))
+    batch = jax.jit(jax.vmap(jaxbo.make_run(config)))(jax.random.split(jax.random.key(0), 2))
     with pytest.raises(ValueError, match="one run"):
         plot.dynamics(batch)
     assert repr(batch).startswith("Run(engine='reduced', 20 steps") and "batch of (2,) runs" in repr(batch)

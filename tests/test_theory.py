@@ -138,6 +138,7 @@ def test_existence_construction_interpolates_and_generalises_when_its_conditions
     assert np.all(np.asarray(test_accuracy) >= 0.99)
 
 
+@pytest.mark.slow
 def test_existence_construction_fails_when_a_condition_fails():
     # Weak signal: token-score noise σ/‖μ‖ swamps the weakly-relevant token's score ρ/√2.
     weak = jaxbo.Config(d=100_000, signal_norm=1.0, n_test=300)
@@ -215,6 +216,7 @@ def test_clean_gaps_follow_the_growth_function_in_benign_and_harmful_runs():
     assert np.all(np.diff(result.history["gap_clean"], axis=-1) > 0)  # the lead only grows
 
 
+@pytest.mark.slow
 def test_selected_tokens_draws_train_and_test_per_run():
     config = jaxbo.Config(n_train=10, T=5, d=300, n_test=64, steps=200, log_every=100, signal_norm=10.0)
     runs = [jaxbo.simulate(seed, config, keep_data=True) for seed in (0, 1)]
