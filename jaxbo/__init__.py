@@ -1,11 +1,12 @@
 """jaxbo: benign overfitting in token selection of attention (Sakamoto & Sato, ICML 2025), in JAX."""
 
-from jaxbo import checkpoint, data, devices, loss, model, plan, plot, reduced, results, theory
+from jaxbo import checkpoint, data, devices, encoder, loss, model, plan, plot, reduced, results, theory
 from jaxbo import sweep as sweep_module
 from jaxbo._version import __version__
 from jaxbo.config import Config
 from jaxbo.data import Dataset
 from jaxbo.devices import use_cpu_cores
+from jaxbo.encoder import EncoderParams
 from jaxbo.model import Params, forward
 from jaxbo.results import SweepResult, load, merge
 from jaxbo.sweep import sweep
@@ -14,6 +15,7 @@ from jaxbo.train import Metrics, Run, make_run, simulate
 __all__ = [
     "Config",
     "Dataset",
+    "EncoderParams",
     "Metrics",
     "Params",
     "Run",
@@ -22,6 +24,7 @@ __all__ = [
     "checkpoint",
     "data",
     "devices",
+    "encoder",
     "forward",
     "load",
     "loss",

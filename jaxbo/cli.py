@@ -126,6 +126,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
             f"  {prog} sweep --d 250:5000:20 --signal-norm 5:100:20 --seeds 5 --out results\n"
             f"  {prog} sweep --axis noise_rate=0.1,0.2 --set layout=2,2,2 --seeds 3\n"
             f"  {prog} run --set d=4500 --set signal_norm=5\n"
+            f"  {prog} sweep --set model=encoder --d 250:1000:4 --signal-norm 5:80:4   (the appendix's encoder)\n"
             "Data: .npz + .json (jaxbo.load reads them back); figures: .png."
         ),
     )

@@ -18,6 +18,7 @@ LAYOUTS = {(1, 1, 1): "current code", (2, 2, 2): "earlier variant"}
 FLIPS = ("balanced", "random")
 ATTENTION = ("identity", "fixed", "trained")
 GRADIENTS = ("analytic", "autodiff")
+MODELS = ("attention", "encoder")
 
 #: Config fields that are traced leaves (sweepable); every other field fixes a shape or a code path.
 SWEEPABLE = ("d", "signal_norm", "rho", "sigma", "noise_rate", "lr")
@@ -50,6 +51,11 @@ class Config:
       attention: ``"identity"`` (W = I, only p trained: the paper's analysis), ``"fixed"`` (a seeded random W,
         uniform in ±1/√d, kept fixed) or ``"trained"`` (W and p trained, as the authors' final code).
       gradient: ``"analytic"`` (the closed form of spec §4, the paper's object) or ``"autodiff"`` (jax.grad).
+      model: ``"attention"`` (f(X) = νᵀXᵀsoftmax(XWᵀp), the paper's model) or ``"encoder"`` (the appendix's
+        one-layer Transformer encoder, ``jaxbo.encoder``: every parameter trained by ``jax.grad``, so
+        ``attention`` and ``gradient`` do not apply to it).
+      mlp_width: width of the encoder's GELU MLP (2000 in the paper; 0: no MLP branch). Unused by the
+        attention model.
     """
 
     n_train: int = 20
@@ -67,6 +73,8 @@ class Config:
     flips: str = "balanced"
     attention: str = "identity"
     gradient: str = "analytic"
+    model: str = "attention"
+    mlp_width: int = 2000
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Config:
         # Runs before the generated __init__, so a misspelled field is named with the valid ones listed.
@@ -102,6 +110,7 @@ class Config:
         _check_int("d", self.d, minimum=2, maximum=MAX_D, why="μ₁ ⟂ μ₂ need two coordinates; d is carried as a float")
         for name in ("n_test", "steps", "log_every"):
             _check_int(name, getattr(self, name), minimum=1)
+        _check_int("mlp_width", self.mlp_width, minimum=0, why="0 switches the encoder's MLP branch off")
         _check_real("signal_norm", self.signal_norm, low=0.0, low_open=True)
         _check_real("rho", self.rho, low=0.0, high=1.0, low_open=True, high_open=True)
         _check_real("sigma", self.sigma, low=0.0, low_open=True)
@@ -130,7 +139,12 @@ class Config:
             raise ValueError(
                 f"Config.T = {self.T} is smaller than the layout {layout} needs: T must be >= {sum(layout)}"
             )
-        for name, allowed in (("flips", FLIPS), ("attention", ATTENTION), ("gradient", GRADIENTS)):
+        for name, allowed in (
+            ("flips", FLIPS),
+            ("attention", ATTENTION),
+            ("gradient", GRADIENTS),
+            ("model", MODELS),
+        ):
             value = getattr(self, name)
             if value not in allowed:
                 raise ValueError(f"Config.{name} = {value!r} is unknown: allowed values are {allowed}")

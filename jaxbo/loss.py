@@ -24,6 +24,12 @@ def logistic_derivative(margins: jax.Array) -> jax.Array:
     return -jax.nn.sigmoid(-margins)
 
 
+def accuracy_and_loss(f: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(accuracy, mean logistic loss) of outputs f (n,) against labels (n,); f = 0 counts as wrong."""
+    margins = labels * f
+    return jnp.mean(margins > 0), jnp.mean(logistic_loss(margins))
+
+
 def trainable(params: Params, train_weights: bool) -> dict[str, jax.Array]:
     """The parameters gradient descent updates: p, and W when ``train_weights``."""
     return {"p": params.p, "W": params.W} if train_weights else {"p": params.p}

@@ -62,9 +62,25 @@ def physical_memory() -> int | None:
         return None
 
 
+def encoder_parameter_count(d: int, mlp_width: int) -> int:
+    """Number of parameters of the one-layer encoder (``jaxbo.encoder.EncoderParams``) of width d."""
+    return 3 * d * d + 2 * d * mlp_width + mlp_width + 9 * d + 1
+
+
 def bytes_per_run(config: Config, engine: str, width: int, log_history: bool) -> int:
-    """Rough peak bytes of one run's arrays (tokens and their sampling temporaries, W, histories)."""
+    """Rough peak bytes of one run's arrays (tokens and their sampling temporaries, W, histories).
+
+    The encoder holds its parameters, their gradient, the update and the new parameters (4 copies), its
+    activations, and a full d-dimensional test set (sampled, then layer-normalised).
+    """
     T = config.T
+    if config.model == "encoder":
+        parameters = encoder_parameter_count(width, config.mlp_width)
+        n = config.n_train
+        activations = 8 * n * (T + 1) * width + 4 * n * config.mlp_width
+        data = 3 * T * width * n + 5 * T * width * config.n_test
+        history = 40 * config.n_logs if log_history else 0
+        return 4 * (4 * parameters + activations + data + history)
     if engine == "reduced":
         N = config.n_train * T
         test_width = (2 + N) if log_history else 3
@@ -85,6 +101,8 @@ def step_bytes(config: Config, engine: str, width: int) -> int:
     """Bytes one run reads at every gradient step: its (nT)² Gram matrix (the reduced engine's kernel form),
     its K, G and A (the kernel engine) or its tokens (n, T, width) (the primal engine)."""
     tokens = config.n_train * config.T
+    if config.model == "encoder":  # every weight, read once per step
+        return 4 * encoder_parameter_count(width, config.mlp_width)
     if engine == "reduced":
         return 4 * tokens * tokens
     if engine == "kernel":
@@ -107,6 +125,13 @@ def check_fits(config: Config, engine: str, width: int, log_history: bool, backe
             f"(d <= {MAX_PRIMAL_WIDTH}). The reduced engine (engine='auto' or 'reduced', W = I) takes any d."
         )
     needed = bytes_per_run(config, engine, width, log_history)
+    if backend.memory_bytes is not None and needed > backend.memory_bytes and config.model == "encoder":
+        raise ValueError(
+            f"Config.d = {width} with Config.mlp_width = {config.mlp_width} needs about {needed / 2**30:.1f} GiB "
+            f"for one encoder run (its {encoder_parameter_count(width, config.mlp_width):,} parameters, their "
+            f"gradient and a {config.n_test}-sample test set), more than the {backend.memory_bytes / 2**30:.1f} GiB "
+            f"of one {backend.platform} device. The encoder has no reduced form: use a smaller d, mlp_width or n_test."
+        )
     if backend.memory_bytes is not None and needed > backend.memory_bytes:
         raise ValueError(
             f"Config.d = {width} needs about {needed / 2**30:.1f} GiB for one {engine} run, more than the "

@@ -2,10 +2,11 @@
 
 The Cartesian product of the grid × seeds is one flat table of runs. Runs are grouped by array width (one
 group, one compile, unless the primal engine sweeps d: then a few *buckets* of nearby d, each padded to its
-widest member), and each group is cut into equal chunks, one compiled call each. How big a chunk is depends
-on the backend: on a CPU a chunk's training data should stay in the cache (measured: 3× faster than big
-chunks); on an accelerator a chunk is as large as the device memory budget allows, so a phase diagram is
-one compiled call. ``sweep`` executes a plan; this module only decides it, so it is testable without a device.
+widest member; the encoder, which cannot be padded, gets one group per d), and each group is cut into equal
+chunks, one compiled call each. How big a chunk is depends on the backend: on a CPU a chunk's training data
+should stay in the cache (measured: 3× faster than big chunks); on an accelerator a chunk is as large as the
+device memory budget allows, so a phase diagram is one compiled call. ``sweep`` executes a plan; this module
+only decides it, so it is testable without a device.
 """
 
 from __future__ import annotations
@@ -289,7 +290,12 @@ def make_plan(
     """The plan of a sweep over validated ``axes`` (``validate_grid``) × ``seeds`` with a resolved ``engine``."""
     values, seed_index, coordinate_ids = run_table(axes, seeds)
     if engine in ("primal", "kernel") and "d" in axes:
-        bucket_widths = plan_buckets(axes["d"], max_buckets)
+        # The encoder cannot be zero-padded (LayerNorm averages over d features): one group per d.
+        encoder = config.model == "encoder"
+        if encoder:
+            bucket_widths = sorted(int(d) for d in np.unique(axes["d"]))
+        else:
+            bucket_widths = plan_buckets(axes["d"], max_buckets)
         run_width = np.array([min(w for w in bucket_widths if w >= d) for d in values["d"]])
         members = [(width, np.flatnonzero(run_width == width)) for width in bucket_widths]
     else:

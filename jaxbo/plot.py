@@ -296,7 +296,8 @@ def _theory_overlay(result: SweepResult, row, select: dict, snr_levels, edges) -
 
 def dynamics(run, *, title: str | None = None, saturation: bool = False) -> Figure:
     """The paper's Figure-3-style panels for one ``Run``: attention per token role over training for clean
-    samples and for noisy samples, and train/test accuracy (with the noisy-fit rate) over training; with
+    samples and for noisy samples, and train/test accuracy (with the noisy-fit rate and the mean largest
+    attention probability) over training (for the encoder, [CLS]'s attention); with
     ``saturation=True`` a fourth panel shows the cumulative 𝔖 per class over clean and noisy samples
     (the quantities of the paper's Eq. 9 and 10).
 
@@ -311,6 +312,8 @@ def dynamics(run, *, title: str | None = None, saturation: bool = False) -> Figu
     figure = Figure(figsize=(20 if saturation else 15, 4.2), layout="constrained")
     axes = figure.subplots(1, 4 if saturation else 3)
     styles = ("-", "--", ":", "-.")
+    # The encoder's attention is its [CLS] token's, whose mass on itself is not on any role.
+    who = "[CLS] attention" if hasattr(run.params, "cls") else "attention"
     for axis, name, label in (
         (axes[0], "attention_clean", "clean samples"),
         (axes[1], "attention_noisy", "noisy samples"),
@@ -318,13 +321,14 @@ def dynamics(run, *, title: str | None = None, saturation: bool = False) -> Figu
         values = np.asarray(getattr(history, name))
         for role, style in enumerate(styles):
             axis.plot(steps, values[:, role], style, label=ROLE_NAMES[role].replace("_", " "))
-        axis.set_title(f"attention on token roles, {label}")
+        axis.set_title(f"{who} on token roles, {label}")
         axis.set_xlabel("step")
         axis.set_ylabel("attention mass")
         axis.set_ylim(-0.02, 1.02)
         axis.legend()
     for name, label in (("train_accuracy", "train"), ("test_accuracy", "test"), ("noisy_fit", "noisy samples fitted")):
         axes[2].plot(steps, np.asarray(getattr(history, name)), label=label)
+    axes[2].plot(steps, np.asarray(history.max_attention), ":", label="largest attention probability")
     axes[2].set_title("accuracy")
     axes[2].set_xlabel("step")
     axes[2].set_ylim(-0.02, 1.02)

@@ -62,7 +62,8 @@ class SweepResult:
 
         lines = [
             f"SweepResult({' × '.join(f'{n}={len(self.coords[n])}' for n in self.dims)}; "
-            f"{int(np.prod(self.grid_shape)) * self.seeds} runs, engine {self.metadata.get('engine')!r})",
+            f"{int(np.prod(self.grid_shape)) * self.seeds} runs, model {self.config.model!r}, "
+            f"engine {self.metadata.get('engine')!r})",
             *(axis(name) for name in self.dims[:-1]),
             f"  metrics: {', '.join(sorted(self.final))}",
             f"  history: {len(self.log_steps)} logged rows" if self.history else "  history: none",

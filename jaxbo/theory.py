@@ -37,6 +37,12 @@ def saturation(attention: jax.Array, roles: jax.Array) -> jax.Array:
     return relevant * (1.0 - relevant)
 
 
+def masked_mean(values: jax.Array, mask: jax.Array) -> jax.Array:
+    """Mean of ``values`` (n, …) over the rows where ``mask`` (n,) holds, (…); NaN when none does."""
+    mask = mask.reshape(mask.shape + (1,) * (values.ndim - 1))
+    return jnp.sum(jnp.where(mask, values, 0.0), axis=0) / jnp.sum(mask, axis=0)
+
+
 def saturation_by_group(values: jax.Array, clean_labels: jax.Array, noisy_mask: jax.Array) -> jax.Array:
     """Sums of a per-sample quantity by (class, group), (2, 2).
 

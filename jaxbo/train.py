@@ -10,20 +10,21 @@ import numpy as np
 import optax
 
 from jaxbo import data as data_lib
+from jaxbo import encoder as encoder_lib
 from jaxbo import kernel as weights_kernel_lib
 from jaxbo import reduced
 from jaxbo.config import SWEEPABLE, Config, with_traced
 from jaxbo.loss import (
+    accuracy_and_loss,
     autodiff_grad,
     grad_from_attention,
-    logistic_loss,
     token_weights,
     trainable,
     with_trainable,
 )
 from jaxbo.memory import check_fits
 from jaxbo.model import PRECISION, Params, attention_logits, effective_query, init_params, token_scores
-from jaxbo.theory import mean_gaps, role_attention, saturation, saturation_by_group
+from jaxbo.theory import masked_mean, mean_gaps, role_attention, saturation, saturation_by_group
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,6 +32,11 @@ class Metrics:
     """Metrics of a model at one time; in a history every field gains a leading axis (n_logs,).
 
     Accuracies count f = 0 as wrong. A *noisy* sample is fitted when the model predicts its flipped label ỹ.
+
+    For the encoder (``Config.model = "encoder"``) the attention fields are the [CLS] token's attention on
+    x_1 … x_T (per role they then sum to 1 minus [CLS]'s attention on itself) and the gaps are read from its
+    logits; ``p_norm``, ``cos_mu1``, ``cos_mu2``, ``saturation_clean`` and ``saturation_noisy`` belong to the
+    analysed model's query p and gradient and are NaN.
 
     Attributes:
       train_accuracy: fraction of training samples with ỹ f > 0.
@@ -51,6 +57,8 @@ class Metrics:
       gap_clean: mean over 𝒞 of Λ̄_i, the relevant token's logit lead over the mean of the others
         (``theory.mean_gaps``).
       gap_noisy: mean over 𝒩 of Γ̄_i, the weakly-relevant opposite token's lead; NaN when 𝒩 is empty.
+      max_attention: mean over training samples of the largest attention probability max_t s_t (the
+        [CLS] token's, for the encoder: the statistic the paper plots for real data).
     """
 
     train_accuracy: jax.Array
@@ -69,6 +77,11 @@ class Metrics:
     saturation_noisy: jax.Array
     gap_clean: jax.Array
     gap_noisy: jax.Array
+    max_attention: jax.Array
+
+
+#: Metrics fields that belong to the analysed model's query p and its gradient: NaN for the encoder.
+NOT_FOR_ENCODER = ("p_norm", "cos_mu1", "cos_mu2", "saturation_clean", "saturation_noisy")
 
 
 jax.tree_util.register_dataclass(Metrics, data_fields=[f.name for f in dataclasses.fields(Metrics)], meta_fields=[])
@@ -102,6 +115,8 @@ class Run:
     @property
     def coordinates(self) -> str:
         """Which coordinates ``params`` live in, in words."""
+        if isinstance(self.params, encoder_lib.EncoderParams):
+            return f"primal: encoder of width d = {self.params.d}, MLP width {self.params.mlp_width}"
         width = self.params.p.shape[-1]
         if self.engine == "reduced":
             return (
@@ -132,17 +147,6 @@ jax.tree_util.register_dataclass(
 )
 
 
-def _masked_mean(values: jax.Array, mask: jax.Array) -> jax.Array:
-    """Mean of ``values`` (n, …) over rows where ``mask`` (n,) holds; NaN when none does."""
-    mask = mask.reshape(mask.shape + (1,) * (values.ndim - 1))
-    return jnp.sum(jnp.where(mask, values, 0.0), axis=0) / jnp.sum(mask, axis=0)
-
-
-def _accuracy_and_loss(f: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.Array]:
-    margins = labels * f
-    return jnp.mean(margins > 0), jnp.mean(logistic_loss(margins))
-
-
 def _train_metrics(params: Params, train, train_gamma, saturation_totals, query=None) -> dict[str, jax.Array]:
     """Training-set and parameter metrics of ``params`` (γ = Xν precomputed; ``saturation_totals``: (n,)
     Σ_τ 𝔖⁽ⁱ⁾(τ) per sample, summed by class and group here rather than at every step; ``query``: Wᵀp where
@@ -153,7 +157,7 @@ def _train_metrics(params: Params, train, train_gamma, saturation_totals, query=
     s_train = jax.nn.softmax(logits, axis=-1)
     f_train = jnp.sum(s_train * train_gamma, axis=-1)
     lead_relevant, lead_opposite = mean_gaps(logits, train.roles)
-    train_accuracy, train_loss = _accuracy_and_loss(f_train, train.labels)
+    train_accuracy, train_loss = accuracy_and_loss(f_train, train.labels)
     fitted = train.labels * f_train > 0
     roles_train = role_attention(s_train, train.roles)
     p_norm = jnp.linalg.norm(params.p)
@@ -161,24 +165,25 @@ def _train_metrics(params: Params, train, train_gamma, saturation_totals, query=
     return dict(
         train_accuracy=train_accuracy,
         train_loss=train_loss,
-        clean_accuracy=_masked_mean(fitted, ~train.noisy_mask),
-        noisy_fit=_masked_mean(fitted, train.noisy_mask),
-        attention_clean=_masked_mean(roles_train, ~train.noisy_mask),
-        attention_noisy=_masked_mean(roles_train, train.noisy_mask),
+        clean_accuracy=masked_mean(fitted, ~train.noisy_mask),
+        noisy_fit=masked_mean(fitted, train.noisy_mask),
+        attention_clean=masked_mean(roles_train, ~train.noisy_mask),
+        attention_noisy=masked_mean(roles_train, train.noisy_mask),
         p_norm=p_norm,
         cos_mu1=params.p[0] / safe_norm,
         cos_mu2=params.p[1] / safe_norm,
         saturation_clean=saturation_sums[:, 0],
         saturation_noisy=saturation_sums[:, 1],
-        gap_clean=_masked_mean(lead_relevant, ~train.noisy_mask),
-        gap_noisy=_masked_mean(lead_opposite, train.noisy_mask),
+        gap_clean=masked_mean(lead_relevant, ~train.noisy_mask),
+        gap_noisy=masked_mean(lead_opposite, train.noisy_mask),
+        max_attention=jnp.mean(jnp.max(s_train, axis=-1)),
     )
 
 
 def _test_metrics(params: Params, test, test_gamma, query=None) -> dict[str, jax.Array]:
     query = effective_query(params) if query is None else query
     s_test = jax.nn.softmax(jnp.einsum("ntd,d->nt", test.tokens, query, precision=PRECISION), axis=-1)
-    test_accuracy, test_loss = _accuracy_and_loss(jnp.sum(s_test * test_gamma, axis=-1), test.labels)
+    test_accuracy, test_loss = accuracy_and_loss(jnp.sum(s_test * test_gamma, axis=-1), test.labels)
     return dict(
         test_accuracy=test_accuracy,
         test_loss=test_loss,
@@ -387,6 +392,8 @@ def run(
     ``data.sample_test_projected``, an exact draw in 4 coordinates (so they are another test sample than with
     ``log_history``, from the same distribution), which is what makes sweeps cheap.
     """
+    if config.model == "encoder":
+        return _run_encoder(key, config, width=width, optimizer=optimizer, log_history=log_history, keep_data=keep_data)
     train_key, test_key, weights_key = data_lib.run_keys(key)
     if engine == "reduced":
         width = reduced.width(config)
@@ -415,6 +422,36 @@ def run(
     log_steps = jnp.arange(1, config.n_logs + 1, dtype=jnp.int32) * config.log_every
     data = (train_set, test_set) if keep_data and log_history else None
     return Run(params=final_params, history=history, final=final, log_steps=log_steps, engine=engine, data=data)
+
+
+def _run_encoder(key, config: Config, *, width: int, optimizer, log_history: bool, keep_data: bool) -> Run:
+    """``run`` for ``Config.model = "encoder"``: d-dimensional data, unpadded (``width`` must be d), the full test
+    set sampled (the encoder has no 4-coordinate test draw), every parameter trained."""
+    train_key, test_key, weights_key = data_lib.run_keys(key)
+    train_set = data_lib.sample(train_key, config, config.n_train, flip=True, width=width)
+    test_set = data_lib.sample(test_key, config, config.n_test, flip=False, width=width)
+    params = encoder_lib.init_params(weights_key, width, config.mlp_width)
+    final_params, history, final = encoder_lib.train(
+        config, params, train_set, test_set, optimizer=optimizer, log_history=log_history
+    )
+    history = None if history is None else _encoder_metrics(history, (config.n_logs,))
+    log_steps = jnp.arange(1, config.n_logs + 1, dtype=jnp.int32) * config.log_every
+    data = (train_set, test_set) if keep_data and log_history else None
+    return Run(
+        params=final_params,
+        history=history,
+        final=_encoder_metrics(final, ()),
+        log_steps=log_steps,
+        engine="primal",
+        data=data,
+    )
+
+
+def _encoder_metrics(values: dict[str, jax.Array], batch: tuple[int, ...]) -> Metrics:
+    """``Metrics`` from the encoder's metric dict, NaN in the fields that do not apply (``NOT_FOR_ENCODER``)."""
+    shapes = {"saturation_clean": (2,), "saturation_noisy": (2,)}
+    missing = {name: jnp.full(batch + shapes.get(name, ()), jnp.nan, jnp.float32) for name in NOT_FOR_ENCODER}
+    return Metrics(**values, **missing)
 
 
 _run_jit = jax.jit(run, static_argnames=("width", "optimizer", "log_history", "engine", "keep_data"))
@@ -466,11 +503,19 @@ def resolve_engine(config: Config, optimizer: optax.GradientTransformation | Non
       optimizer is rotation-equivariant (the default gradient descent, momentum);
     - ``"kernel"`` (O((nT)²) per step whatever d; ``jaxbo.kernel``) is exact for a random W (``"fixed"`` or
       ``"trained"``) with the default gradient descent and the analytic gradient;
-    - ``"primal"`` (d-dimensional arrays) runs everything else.
+    - ``"primal"`` (d-dimensional arrays) runs everything else, and is the encoder's only engine
+      (``Config.model = "encoder"``: no reduced or kernel form exists for it).
     Forcing ``"reduced"`` or ``"kernel"`` where it is not exact raises ``ValueError`` saying why and what works.
     """
     if engine not in ENGINES:
         raise ValueError(f"engine = {engine!r} is unknown: allowed values are {ENGINES}")
+    if config.model == "encoder":
+        if engine in ("reduced", "kernel"):
+            raise ValueError(
+                f"engine = {engine!r} does not exist for Config.model = 'encoder': the encoder's LayerNorms, GELU and "
+                "dense Q, K, V have no reduced or kernel form. Use engine='auto' or 'primal'."
+            )
+        return "primal"
     if engine == "primal":
         return engine
     kernel_reasons = []
@@ -558,6 +603,10 @@ def simulate(
     keep_data: bool = False,
 ) -> Run:
     """Train the paper's model once: sample data, run gradient descent from p = 0, record metrics.
+
+    With ``Config(model="encoder")`` the model is the appendix's one-layer Transformer encoder
+    (``jaxbo.encoder``): every parameter trained from PyTorch's default initialisation, ``Run.params`` an
+    ``EncoderParams``, the metrics that belong to p NaN (``Metrics``).
 
     Args:
       key: ``jax.random.key`` (or an int seed); the same key gives a bit-identical ``Run``.

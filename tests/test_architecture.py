@@ -13,6 +13,7 @@ ORDER = [
     "loss",
     "kernel",
     "theory",
+    "encoder",
     "memory",
     "train",
     "plan",

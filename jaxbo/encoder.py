@@ -1,0 +1,287 @@
+"""The appendix's one-layer Transformer encoder (v3 Figures 6–7): parameters, forward pass, gradient descent.
+
+The data are the paper's; the model replaces f(X) = νᵀXᵀsoftmax(XWᵀp) by the encoder of the authors' code
+(``main_one_layer.py``; where it is more specific than the paper, this module follows it):
+
+    sequence  [c; x_1; …; x_T]                     c the learnable [CLS] token (the analogue of p)
+    attention z = c + W_V Σ_t a_t LN₁(x̃_t),  a = softmax over t of (W_Q LN₁(c))·(W_K LN₁(x̃_t)) / √d
+    MLP       h = z + W₂ GELU(W₁ LN₂(z) + b₁) + b₂
+    head      f(X) = wᵀ LN₃(h) + b
+
+over x̃ ∈ {c, x_1, …, x_T}: a single head, pre-LayerNorm, no biases in Q, K, V, exact (erf) GELU, residual
+connections, a final LayerNorm and a linear head read at [CLS]. All parameters are trained.
+
+**Only [CLS]'s row is computed.** The head reads [CLS] alone, and after attention every operation is
+per-token, so the other tokens' queries, attention outputs and MLPs never reach f. And [CLS] is one
+parameter shared by every sample, so its query q = W_Q LN₁(c) and the vector r = W_Kᵀq/√d are computed once
+per step: the logits are LN₁(x̃_t)·r and the value path is W_V applied to one attention-weighted mean per
+sample. A step costs O(d² + n·d² + n·d·mlp_width + n·T·d) instead of the O(n·T·(d² + d·mlp_width)) of
+evaluating every token; the same function (``tests/test_encoder.py`` checks it against a float64 numpy
+encoder that evaluates every token, as PyTorch does).
+
+**Initialisation, PyTorch's defaults** (as the authors' code gets them): every ``nn.Linear`` weight and bias
+uniform in ±1/√fan_in (``kaiming_uniform_(a=√5)``); LayerNorm scale 1, shift 0, ε = 1e-5 (biased variance);
+the [CLS] token standard normal (``torch.randn``), not 0 as p⁽⁰⁾ of the analysed model.
+
+**Where the authors' code says more than the paper, it is followed:** [CLS] is a token of the sequence, so
+it is a key and a value too (it attends to itself); it starts standard normal, where p⁽⁰⁾ = 0; the head
+has a bias; the MLP has biases and its own LayerNorm; dropout is 0; the loss is log(1 + e^(−ỹf)), computed
+here as softplus(−ỹf) (the same value, finite at any margin).
+
+**Not padded.** LayerNorm averages over all d features and the scale is d^(−1/2), so zero-padding would
+change the function: an encoder run's width is its d (``sweep`` gives each d its own group).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxbo.config import Config
+from jaxbo.loss import accuracy_and_loss, logistic_loss
+from jaxbo.model import PRECISION
+from jaxbo.theory import masked_mean, mean_gaps, role_attention
+
+#: LayerNorm's ε (PyTorch's default).
+LAYER_NORM_EPS = 1e-5
+
+
+@dataclasses.dataclass(frozen=True)
+class EncoderParams:
+    """Parameters of the one-layer encoder, d the embedding dimension, m the MLP width.
+
+    Weights use PyTorch's (out, in) layout: a linear map is x ↦ W x.
+
+    Attributes:
+      cls: c, the [CLS] token, (d,).
+      attention_norm_scale, attention_norm_bias: LN₁ before attention, (d,) each.
+      query, key, value: W_Q, W_K, W_V, (d, d) each (no biases).
+      mlp_norm_scale, mlp_norm_bias: LN₂ before the MLP, (d,) each.
+      mlp_in, mlp_in_bias: W₁ (m, d), b₁ (m,).
+      mlp_out, mlp_out_bias: W₂ (d, m), b₂ (d,). With m = 0 there is no MLP branch.
+      final_norm_scale, final_norm_bias: LN₃, (d,) each.
+      head, head_bias: w (d,), b ().
+    """
+
+    cls: jax.Array
+    attention_norm_scale: jax.Array
+    attention_norm_bias: jax.Array
+    query: jax.Array
+    key: jax.Array
+    value: jax.Array
+    mlp_norm_scale: jax.Array
+    mlp_norm_bias: jax.Array
+    mlp_in: jax.Array
+    mlp_in_bias: jax.Array
+    mlp_out: jax.Array
+    mlp_out_bias: jax.Array
+    final_norm_scale: jax.Array
+    final_norm_bias: jax.Array
+    head: jax.Array
+    head_bias: jax.Array
+
+    @property
+    def d(self) -> int:
+        return self.cls.shape[-1]
+
+    @property
+    def mlp_width(self) -> int:
+        return self.mlp_in.shape[-2]
+
+
+_FIELDS = [f.name for f in dataclasses.fields(EncoderParams)]
+jax.tree_util.register_dataclass(EncoderParams, data_fields=_FIELDS, meta_fields=[])
+
+
+def init_params(key: jax.Array, d: int, mlp_width: int) -> EncoderParams:
+    """PyTorch-default initialisation (module docstring) of an encoder of width ``d`` and MLP width ``mlp_width``.
+
+    Each parameter draws from ``fold_in(key, its index in EncoderParams)``, so the MLP width does not change
+    the attention weights' draw.
+    """
+
+    def uniform(name: str, shape: tuple[int, ...], fan_in: int) -> jax.Array:
+        bound = 1.0 / jnp.sqrt(jnp.float32(max(fan_in, 1)))
+        return jax.random.uniform(_field_key(key, name), shape, jnp.float32, -bound, bound)
+
+    ones, zeros = jnp.ones(d, jnp.float32), jnp.zeros(d, jnp.float32)
+    return EncoderParams(
+        cls=jax.random.normal(_field_key(key, "cls"), (d,), jnp.float32),
+        attention_norm_scale=ones,
+        attention_norm_bias=zeros,
+        query=uniform("query", (d, d), d),
+        key=uniform("key", (d, d), d),
+        value=uniform("value", (d, d), d),
+        mlp_norm_scale=ones,
+        mlp_norm_bias=zeros,
+        mlp_in=uniform("mlp_in", (mlp_width, d), d),
+        mlp_in_bias=uniform("mlp_in_bias", (mlp_width,), d),
+        mlp_out=uniform("mlp_out", (d, mlp_width), mlp_width),
+        mlp_out_bias=uniform("mlp_out_bias", (d,), mlp_width) if mlp_width else zeros,
+        final_norm_scale=ones,
+        final_norm_bias=zeros,
+        head=uniform("head", (d,), d),
+        head_bias=uniform("head_bias", (), d),
+    )
+
+
+def _field_key(key: jax.Array, name: str) -> jax.Array:
+    return jax.random.fold_in(key, _FIELDS.index(name))
+
+
+def layer_norm(x: jax.Array, scale: jax.Array, bias: jax.Array) -> jax.Array:
+    """LayerNorm over the last axis (biased variance, ε = 1e-5, as ``torch.nn.LayerNorm``)."""
+    mean = jnp.mean(x, axis=-1, keepdims=True)
+    centred = x - mean
+    variance = jnp.mean(jnp.square(centred), axis=-1, keepdims=True)
+    return centred * jax.lax.rsqrt(variance + LAYER_NORM_EPS) * scale + bias
+
+
+def forward(
+    params: EncoderParams,
+    tokens: jax.Array,
+    *,
+    normalise: bool = True,
+    residual: bool = True,
+    cls_key: bool = True,
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """The encoder's output at [CLS] and [CLS]'s attention; the switches are the known-answer test's.
+
+    Args:
+      params: ``EncoderParams`` of width d (equal to the tokens' width).
+      tokens: X, (n, T, d).
+      normalise: apply LN₁, LN₂, LN₃ (off: identities).
+      residual: residual connections (off: z = W_V Σ a_t x̃_t and h = MLP(z), the authors'
+        ``use_skip_connection=False``).
+      cls_key: [CLS] attends to itself too, as in the authors' code (off: only to x_1 … x_T).
+
+    Returns:
+      f (n,); [CLS]'s attention probabilities on x_1 … x_T, (n, T) (with ``cls_key`` they sum to 1 minus its
+      attention on itself); their logits (n, T).
+    """
+    d = tokens.shape[-1]
+
+    def norm(x, scale, bias):
+        return layer_norm(x, scale, bias) if normalise else x
+
+    cls = norm(params.cls, params.attention_norm_scale, params.attention_norm_bias)  # (d,)
+    normed = norm(tokens, params.attention_norm_scale, params.attention_norm_bias)  # (n, T, d)
+    query = jnp.matmul(params.query, cls, precision=PRECISION)
+    # q·W_K x = (W_Kᵀ q)·x: one (d, d) product per step instead of one per token.
+    key_query = jnp.matmul(query, params.key, precision=PRECISION) * d**-0.5
+    token_logits = jnp.einsum("ntd,d->nt", normed, key_query, precision=PRECISION)
+    if cls_key:
+        cls_logit = jnp.dot(cls, key_query, precision=PRECISION)
+        logits = jnp.concatenate([jnp.broadcast_to(cls_logit, (*token_logits.shape[:-1], 1)), token_logits], -1)
+        attention = jax.nn.softmax(logits, axis=-1)
+        token_attention = attention[..., 1:]
+        mixed = jnp.einsum("nt,ntd->nd", token_attention, normed, precision=PRECISION) + attention[..., :1] * cls
+    else:
+        token_attention = jax.nn.softmax(token_logits, axis=-1)
+        mixed = jnp.einsum("nt,ntd->nd", token_attention, normed, precision=PRECISION)
+    attended = jnp.matmul(mixed, params.value.T, precision=PRECISION)  # (n, d)
+    hidden = attended + params.cls if residual else attended
+    if params.mlp_width:
+        normed_hidden = norm(hidden, params.mlp_norm_scale, params.mlp_norm_bias)
+        inner = jnp.matmul(normed_hidden, params.mlp_in.T, precision=PRECISION) + params.mlp_in_bias
+        activation = jax.nn.gelu(inner, approximate=False)  # PyTorch's nn.GELU() is the exact erf form
+        branch = jnp.matmul(activation, params.mlp_out.T, precision=PRECISION) + params.mlp_out_bias
+        hidden = hidden + branch if residual else branch
+    out = norm(hidden, params.final_norm_scale, params.final_norm_bias)
+    f = jnp.matmul(out, params.head, precision=PRECISION) + params.head_bias
+    return f, token_attention, token_logits
+
+
+def empirical_loss(params: EncoderParams, tokens: jax.Array, labels: jax.Array) -> jax.Array:
+    """L = (1/n) Σ_i ℓ(ỹ_i f(X_i)), scalar, for tokens (n, T, d) and observed labels ỹ (n,)."""
+    f, _, _ = forward(params, tokens)
+    return jnp.mean(logistic_loss(labels * f))
+
+
+def train_metrics(params: EncoderParams, train) -> dict[str, jax.Array]:
+    """The encoder's training-set metrics (names as ``jaxbo.Metrics`` fields that apply to it).
+
+    The attention metrics are [CLS]'s: its attention mass per token role (``data.ROLE_NAMES``; over clean and
+    noisy samples), the logit gaps of ``theory.mean_gaps`` on its logits, and ``max_attention``, the mean
+    over samples of its largest attention probability on x_1 … x_T (the statistic the paper plots for
+    real data).
+    """
+    f, attention, logits = forward(params, train.tokens)
+    accuracy, loss = accuracy_and_loss(f, train.labels)
+    fitted = train.labels * f > 0
+    roles = role_attention(attention, train.roles)
+    lead_relevant, lead_opposite = mean_gaps(logits, train.roles)
+    clean = ~train.noisy_mask
+    return dict(
+        train_accuracy=accuracy,
+        train_loss=loss,
+        clean_accuracy=masked_mean(fitted, clean),
+        noisy_fit=masked_mean(fitted, train.noisy_mask),
+        attention_clean=masked_mean(roles, clean),
+        attention_noisy=masked_mean(roles, train.noisy_mask),
+        gap_clean=masked_mean(lead_relevant, clean),
+        gap_noisy=masked_mean(lead_opposite, train.noisy_mask),
+        max_attention=jnp.mean(jnp.max(attention, axis=-1)),
+    )
+
+
+def test_metrics(params: EncoderParams, test) -> dict[str, jax.Array]:
+    """Test accuracy and loss, and [CLS]'s mean attention per role on the test set."""
+    f, attention, _ = forward(params, test.tokens)
+    accuracy, loss = accuracy_and_loss(f, test.labels)
+    roles = jnp.mean(role_attention(attention, test.roles), axis=0)
+    return dict(test_accuracy=accuracy, test_loss=loss, attention_test=roles)
+
+
+def train(
+    config: Config,
+    params: EncoderParams,
+    train_set,
+    test_set,
+    *,
+    optimizer: optax.GradientTransformation | None = None,
+    log_history: bool = True,
+) -> tuple[EncoderParams, dict[str, jax.Array] | None, dict[str, jax.Array]]:
+    """Full-batch gradient descent on every encoder parameter; pure and jit-able.
+
+    The gradient is ``jax.grad`` of ``empirical_loss``; steps run in ``lax.scan`` blocks of
+    ``config.log_every`` as in ``jaxbo.train.train``.
+
+    Args:
+      config: run configuration (``lr``, ``steps``, ``log_every``).
+      params: initial ``EncoderParams``.
+      train_set, test_set: ``data.Dataset`` with tokens (n, T, d).
+      optimizer: any optax transformation over the parameter pytree; default ``optax.sgd(config.lr)``.
+      log_history: record metrics after every block.
+
+    Returns:
+      (final params, history as a dict of (n_logs, …) arrays or None, final metrics as a dict).
+    """
+    optimizer = optax.sgd(config.lr) if optimizer is None else optimizer
+    gradient = jax.grad(empirical_loss)
+
+    def step(carry, _):
+        current, state = carry
+        updates, state = optimizer.update(gradient(current, train_set.tokens, train_set.labels), state, current)
+        return (optax.apply_updates(current, updates), state), None
+
+    def evaluate(current):
+        return {**train_metrics(current, train_set), **test_metrics(current, test_set)}
+
+    def block(carry, _):
+        carry, _ = jax.lax.scan(step, carry, length=config.log_every)
+        return carry, evaluate(carry[0]) if log_history else None
+
+    (params, _), history = jax.lax.scan(block, (params, optimizer.init(params)), length=config.n_logs)
+    return params, history, evaluate(params)
+
+
+def flops_per_step(config: Config, d: int) -> int:
+    """Floating-point operations of one training step at width ``d`` (forward and backward, matrix products
+    only; backward counted as twice the forward): 2·(2d² + n·d² + 2·n·d·m + 2·n·(T+1)·d) · 3."""
+    n, m, T = config.n_train, config.mlp_width, config.T
+    forward_multiply_adds = 2 * d * d + n * d * d + 2 * n * d * m + 2 * n * (T + 1) * d
+    return 2 * forward_multiply_adds * 3

@@ -1,0 +1,252 @@
+"""The one-layer encoder against an independent float64 numpy encoder, jax.grad, and the attention model."""
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import jaxbo
+from jaxbo import data, encoder, loss, memory, model, plan
+
+D, MLP = 12, 16
+STEP = 1e-5  # central differences in float64: truncation error ~STEP², rounding ~1e-16/STEP
+
+
+@pytest.fixture(scope="module")
+def config():
+    return jaxbo.Config(
+        model="encoder", mlp_width=MLP, d=D, n_train=6, T=4, n_test=8, steps=4, log_every=2, signal_norm=3.0
+    )
+
+
+@pytest.fixture(scope="module")
+def dataset(config):
+    return data.sample(jax.random.key(1), config, config.n_train, flip=True)
+
+
+def _perturbed(params: encoder.EncoderParams, key) -> encoder.EncoderParams:
+    """Every parameter moved off its initial value, so LayerNorm scales and shifts are tested too."""
+    leaves, tree = jax.tree.flatten(params)
+    keys = jax.random.split(key, len(leaves))
+    moved = [leaf + 0.3 * jax.random.normal(k, leaf.shape) for leaf, k in zip(leaves, keys, strict=True)]
+    return jax.tree.unflatten(tree, moved)
+
+
+@pytest.fixture(scope="module")
+def params(config):
+    return _perturbed(encoder.init_params(jax.random.key(2), D, MLP), jax.random.key(3))
+
+
+def numpy_encoder(params, tokens, *, normalise=True, residual=True, cls_key=True):
+    """The encoder as PyTorch evaluates it, in float64: every token's query, attention and MLP, then [CLS].
+
+    Returns (f (n,), [CLS]'s attention on x_1 … x_T (n, T)).
+    """
+    p = {name: np.asarray(value, np.float64) for name, value in dataclasses.asdict(params).items()}
+    x = np.asarray(tokens, np.float64)
+    n, _, d = x.shape
+    sequence = np.concatenate([np.broadcast_to(p["cls"], (n, 1, d)), x], axis=1)  # (n, T + 1, d)
+
+    def norm(v, scale, shift):
+        if not normalise:
+            return v
+        mean = v.mean(-1, keepdims=True)
+        variance = ((v - mean) ** 2).mean(-1, keepdims=True)
+        return (v - mean) / np.sqrt(variance + 1e-5) * scale + shift
+
+    def gelu(v):
+        return 0.5 * v * (1.0 + np.vectorize(math.erf)(v / math.sqrt(2.0)))
+
+    h = norm(sequence, p["attention_norm_scale"], p["attention_norm_bias"])
+    q, k, v = h @ p["query"].T, h @ p["key"].T, h @ p["value"].T
+    scores = q @ k.transpose(0, 2, 1) / math.sqrt(d)  # (n, T + 1, T + 1), every query
+    if not cls_key:
+        scores[:, :, 0] = -np.inf
+    scores = np.exp(scores - scores.max(-1, keepdims=True))
+    attention = scores / scores.sum(-1, keepdims=True)
+    out = attention @ v
+    hidden = out + sequence if residual else out
+    if p["mlp_in"].shape[0]:
+        inner = norm(hidden, p["mlp_norm_scale"], p["mlp_norm_bias"]) @ p["mlp_in"].T + p["mlp_in_bias"]
+        branch = gelu(inner) @ p["mlp_out"].T + p["mlp_out_bias"]
+        hidden = hidden + branch if residual else branch
+    final = norm(hidden, p["final_norm_scale"], p["final_norm_bias"])
+    return final[:, 0] @ p["head"] + p["head_bias"], attention[:, 0, 1:]
+
+
+@pytest.mark.parametrize(
+    "switches",
+    [{}, {"residual": False}, {"cls_key": False}, {"normalise": False, "residual": False}],
+    ids=["authors", "no-residual", "no-cls-key", "no-norm-no-residual"],
+)
+def test_forward_matches_a_float64_numpy_encoder(params, dataset, switches):
+    expected_f, expected_attention = numpy_encoder(params, dataset.tokens, **switches)
+    with jax.enable_x64():
+        params64 = jax.tree.map(lambda a: jnp.asarray(np.asarray(a, np.float64)), params)
+        f, attention, _ = encoder.forward(params64, jnp.asarray(np.asarray(dataset.tokens, np.float64)), **switches)
+        assert f.dtype == jnp.float64
+        np.testing.assert_allclose(f, expected_f, rtol=1e-10, atol=1e-10)
+        np.testing.assert_allclose(attention, expected_attention, rtol=1e-10, atol=1e-12)
+    f32, attention32, _ = encoder.forward(params, dataset.tokens, **switches)
+    np.testing.assert_allclose(f32, expected_f, rtol=2e-4, atol=2e-4)
+    np.testing.assert_allclose(attention32, expected_attention, rtol=2e-4, atol=1e-6)
+
+
+def test_without_mlp_branch_matches_numpy(config, dataset):
+    params = _perturbed(encoder.init_params(jax.random.key(4), D, 0), jax.random.key(5))
+    assert params.mlp_width == 0
+    expected_f, _ = numpy_encoder(params, dataset.tokens)
+    f, _, _ = encoder.forward(params, dataset.tokens)
+    np.testing.assert_allclose(f, expected_f, rtol=2e-4, atol=2e-4)
+
+
+def test_gradient_matches_float64_finite_differences_of_the_numpy_encoder(params, dataset):
+    """jax.grad of the loss, along random directions, against central differences of the numpy encoder."""
+    labels = np.asarray(dataset.labels, np.float64)
+
+    def numpy_loss(p):
+        f, _ = numpy_encoder(p, dataset.tokens)
+        return np.mean(np.log1p(np.exp(-labels * f)))
+
+    with jax.enable_x64():
+        params64 = jax.tree.map(lambda a: jnp.asarray(np.asarray(a, np.float64)), params)
+        tokens64 = jnp.asarray(np.asarray(dataset.tokens, np.float64))
+        gradient = jax.grad(encoder.empirical_loss)(params64, tokens64, jnp.asarray(labels))
+        for seed in range(3):
+            leaves, tree = jax.tree.flatten(params64)
+            keys = jax.random.split(jax.random.key(10 + seed), len(leaves))
+            direction = jax.tree.unflatten(
+                tree, [jax.random.normal(k, a.shape, a.dtype) for a, k in zip(leaves, keys, strict=True)]
+            )
+            plus = jax.tree.map(lambda a, v: a + STEP * v, params64, direction)
+            minus = jax.tree.map(lambda a, v: a - STEP * v, params64, direction)
+            numeric = (numpy_loss(plus) - numpy_loss(minus)) / (2 * STEP)
+            pairs = zip(jax.tree.leaves(gradient), jax.tree.leaves(direction), strict=True)
+            analytic = sum(jnp.vdot(g, v) for g, v in pairs)
+            np.testing.assert_allclose(float(analytic), numeric, rtol=1e-6, atol=1e-9)
+
+
+def test_a_training_step_is_one_gradient_descent_step(config, params, dataset):
+    one_step = config.replace(steps=1, log_every=1)
+    stepped, _, _ = encoder.train(one_step, params, dataset, dataset, log_history=False)
+    gradient = jax.grad(encoder.empirical_loss)(params, dataset.tokens, dataset.labels)
+    expected = jax.tree.map(lambda a, g: a - config.lr * g, params, gradient)
+    for name in dataclasses.asdict(params):
+        np.testing.assert_allclose(getattr(stepped, name), getattr(expected, name), rtol=1e-6, atol=1e-7)
+    assert not np.allclose(stepped.query, params.query), "the step must move the attention weights"
+
+
+def _reduced_encoder(p, W, nu, mlp_width=0):
+    """Encoder parameters that make it the paper's model: no MLP, W_Q = √d·I, W_K = W, W_V = I, head ν."""
+    d = p.shape[0]
+    base = encoder.init_params(jax.random.key(0), d, mlp_width)
+    return dataclasses.replace(
+        base, cls=p, query=jnp.sqrt(d) * jnp.eye(d), key=W, value=jnp.eye(d), head=nu, head_bias=jnp.zeros(())
+    )
+
+
+def test_known_answer_reduces_to_the_attention_model(config, dataset):
+    """MLP and residual branches off, LayerNorms off, [CLS] not a key, value path and head fixed:
+    f(X) = νᵀXᵀsoftmax(X W_Kᵀ c), the attention model with p = c, W = W_K, in value and in gradient."""
+    attention_config = config.replace(model="attention", attention="trained")
+    p = 0.5 * jax.random.normal(jax.random.key(6), (D,))
+    W = model.random_weights(jax.random.key(7), attention_config, D) + 0.1 * jax.random.normal(
+        jax.random.key(8), (D, D)
+    )
+    paper = model.Params(p=p, nu=model.head(attention_config, D), W=W)
+    reduced = _reduced_encoder(p, W, paper.nu)
+    switches = dict(normalise=False, residual=False, cls_key=False)
+    f_encoder, attention_encoder, _ = encoder.forward(reduced, dataset.tokens, **switches)
+    f_paper, attention_paper = model.forward(paper, dataset.tokens)
+    np.testing.assert_allclose(f_encoder, f_paper, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(attention_encoder, attention_paper, rtol=1e-5, atol=1e-7)
+
+    def encoder_loss(trainable):
+        values = dataclasses.replace(reduced, cls=trainable["p"], key=trainable["W"])
+        f, _, _ = encoder.forward(values, dataset.tokens, **switches)
+        return jnp.mean(loss.logistic_loss(dataset.labels * f))
+
+    gradient = jax.grad(encoder_loss)({"p": p, "W": W})
+    closed_form = loss.analytic_grad(paper, dataset.tokens, dataset.labels, train_weights=True)
+    np.testing.assert_allclose(gradient["p"], closed_form["p"], rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(gradient["W"], closed_form["W"], rtol=1e-4, atol=1e-6)
+
+
+def test_initialisation_is_pytorchs_default():
+    params = encoder.init_params(jax.random.key(9), 64, 256)
+    for name, fan_in in (("query", 64), ("key", 64), ("value", 64), ("mlp_in", 64), ("mlp_out", 256), ("head", 64)):
+        weights = np.asarray(getattr(params, name))
+        bound = 1 / math.sqrt(fan_in)
+        assert np.abs(weights).max() <= bound, name
+        # uniform on ±bound: variance bound²/3, checked to 5 standard errors
+        assert abs(weights.var() / (bound**2 / 3) - 1) < 5 * math.sqrt(0.8 / weights.size), name
+    for name in ("attention_norm", "mlp_norm", "final_norm"):
+        np.testing.assert_array_equal(getattr(params, f"{name}_scale"), 1.0)
+        np.testing.assert_array_equal(getattr(params, f"{name}_bias"), 0.0)
+    assert abs(float(np.std(params.cls)) - 1.0) < 0.3  # torch.randn
+    narrower = encoder.init_params(jax.random.key(9), 64, 32)
+    np.testing.assert_array_equal(narrower.query, params.query)  # the MLP width does not move other draws
+
+
+def test_simulate_and_sweep_run_the_encoder_with_the_same_numbers(config):
+    run = jaxbo.simulate(0, config)
+    assert run.coordinates.startswith("primal: encoder")
+    assert run.history.train_loss.shape == (config.n_logs,)
+    for name in ("p_norm", "cos_mu1", "saturation_clean"):
+        assert np.isnan(getattr(run.final, name)).all(), name
+    assert np.isfinite(run.final.max_attention) and 0 < run.final.max_attention <= 1
+    grid = {"d": [D, D + 4], "signal_norm": [3.0, 8.0]}
+    result = jaxbo.sweep(grid, config=config, seeds=2, key=5, progress=False)
+    assert [group["width"] for group in result.metadata["plan"]["groups"]] == [D, D + 4]  # no padding
+    coordinates = {"d": D + 4, "signal_norm": 8.0}
+    alone = jaxbo.simulate(jaxbo.sweep_module.run_key(5, 1, coordinates), config.replace(**coordinates))
+    for name in ("train_loss", "test_loss", "noisy_fit", "max_attention"):
+        np.testing.assert_allclose(result.final[name][1, 1, 1], getattr(alone.final, name), rtol=1e-5, atol=1e-6)
+
+
+def test_wrong_engines_and_sizes_fail_before_compiling(config):
+    for engine in ("reduced", "kernel"):
+        with pytest.raises(ValueError, match=r"engine = '.*' does not exist for Config\.model = 'encoder'"):
+            jaxbo.simulate(0, config, engine=engine)
+        with pytest.raises(ValueError, match=r"Config\.model = 'encoder'"):
+            jaxbo.sweep({"d": [D]}, config=config, engine=engine, progress=False)
+    with pytest.raises(ValueError, match=r"Config\.d = 400000 with Config\.mlp_width = 16 needs about .* GiB"):
+        jaxbo.simulate(0, config.replace(d=400_000))
+    with pytest.raises(ValueError, match=r"Config\.mlp_width = 10000000000 needs about"):
+        jaxbo.sweep({"d": [D]}, config=config.replace(mlp_width=10**10), progress=False)
+    with pytest.raises(ValueError, match=r"Config.mlp_width = -1 is out of range"):
+        config.replace(mlp_width=-1)
+    with pytest.raises(ValueError, match=r"Config.model = 'transformer' is unknown"):
+        config.replace(model="transformer")
+
+
+def test_plan_gives_each_d_its_own_unpadded_group_sized_by_memory(config):
+    big = config.replace(mlp_width=2000, n_test=1000)
+    axes = {"d": np.array([250, 1000, 2000]), "signal_norm": np.array([5.0, 20.0])}
+    gpu = memory.Backend(platform="gpu", device_count=1, memory_bytes=80 << 30)
+    planned = plan.make_plan(axes, big, seeds=10, engine="primal", histories=False, backend=gpu)
+    assert [group.width for group in planned.groups] == [250, 1000, 2000]
+    per_run = [memory.bytes_per_run(big, "primal", width, False) for width in (250, 1000, 2000)]
+    assert per_run[2] > 4 * 4 * memory.encoder_parameter_count(2000, 2000)  # parameters ×4 and data
+    for group, size in zip(planned.groups, per_run, strict=True):
+        assert group.chunk_size * size <= 0.5 * (80 << 30) or group.chunk_size == 1
+    assert planned.groups[0].chunk_size == 20  # all of d = 250 in one call
+
+
+def test_flops_per_step_counts_the_cls_only_evaluation(config):
+    big = config.replace(n_train=20, T=8, mlp_width=2000)
+    # forward multiply-adds at d = 2000: 2d² (query, W_Kᵀq) + n·d² (W_V) + 2·n·d·m (MLP) + 2·n·(T+1)·d
+    expected = 2 * (2 * 2000**2 + 20 * 2000**2 + 2 * 20 * 2000 * 2000 + 2 * 20 * 9 * 2000) * 3
+    assert encoder.flops_per_step(big, 2000) == expected
+
+
+def test_any_optax_optimizer_trains_the_whole_pytree(config, dataset, params):
+    stepped, _, final = encoder.train(
+        config.replace(steps=2, log_every=2), params, dataset, dataset, optimizer=optax.adam(1e-2), log_history=False
+    )
+    assert all(not np.allclose(a, b) for a, b in zip(jax.tree.leaves(stepped), jax.tree.leaves(params), strict=True))
+    assert np.isfinite(final["train_loss"])
