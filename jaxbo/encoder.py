@@ -177,11 +177,10 @@ def forward(
         cls_logit = jnp.dot(cls, key_query, precision=PRECISION)
         logits = jnp.concatenate([jnp.broadcast_to(cls_logit, (*token_logits.shape[:-1], 1)), token_logits], -1)
         attention = jax.nn.softmax(logits, axis=-1)
-        token_attention = attention[..., 1:]
-        mixed = jnp.einsum("nt,ntd->nd", token_attention, normed, precision=PRECISION) + attention[..., :1] * cls
+        self_attention, token_attention = attention[..., :1], attention[..., 1:]
     else:
-        token_attention = jax.nn.softmax(token_logits, axis=-1)
-        mixed = jnp.einsum("nt,ntd->nd", token_attention, normed, precision=PRECISION)
+        self_attention, token_attention = 0.0, jax.nn.softmax(token_logits, axis=-1)
+    mixed = jnp.einsum("nt,ntd->nd", token_attention, normed, precision=PRECISION) + self_attention * cls
     attended = jnp.matmul(mixed, params.value.T, precision=PRECISION)  # (n, d)
     hidden = attended + params.cls if residual else attended
     if params.mlp_width:

@@ -125,16 +125,19 @@ def check_fits(config: Config, engine: str, width: int, log_history: bool, backe
             f"(d <= {MAX_PRIMAL_WIDTH}). The reduced engine (engine='auto' or 'reduced', W = I) takes any d."
         )
     needed = bytes_per_run(config, engine, width, log_history)
-    if backend.memory_bytes is not None and needed > backend.memory_bytes and config.model == "encoder":
-        raise ValueError(
-            f"Config.d = {width} with Config.mlp_width = {config.mlp_width} needs about {needed / 2**30:.1f} GiB "
-            f"for one encoder run (its {encoder_parameter_count(width, config.mlp_width):,} parameters, their "
-            f"gradient and a {config.n_test}-sample test set), more than the {backend.memory_bytes / 2**30:.1f} GiB "
-            f"of one {backend.platform} device. The encoder has no reduced form: use a smaller d, mlp_width or n_test."
+    if backend.memory_bytes is None or needed <= backend.memory_bytes:
+        return
+    if config.model == "encoder":
+        size = f"Config.d = {width} with Config.mlp_width = {config.mlp_width}"
+        what = (
+            f"one encoder run (its {encoder_parameter_count(width, config.mlp_width):,} parameters, their "
+            f"gradient and a {config.n_test}-sample test set)"
         )
-    if backend.memory_bytes is not None and needed > backend.memory_bytes:
-        raise ValueError(
-            f"Config.d = {width} needs about {needed / 2**30:.1f} GiB for one {engine} run, more than the "
-            f"{backend.memory_bytes / 2**30:.1f} GiB of one {backend.platform} device. Use the reduced engine "
-            "(W = I: any d at the cost of d ≈ n·T), or a smaller d."
-        )
+        remedy = "The encoder has no reduced form: use a smaller d, mlp_width or n_test."
+    else:
+        size, what = f"Config.d = {width}", f"one {engine} run"
+        remedy = "Use the reduced engine (W = I: any d at the cost of d ≈ n·T), or a smaller d."
+    raise ValueError(
+        f"{size} needs about {needed / 2**30:.1f} GiB for {what}, more than the "
+        f"{backend.memory_bytes / 2**30:.1f} GiB of one {backend.platform} device. {remedy}"
+    )

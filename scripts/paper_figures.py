@@ -230,10 +230,11 @@ def _span(values: np.ndarray) -> str:
 def comparison(results: dict) -> str:
     """What agrees and what differs between the encoder's maps and the attention model's, measured."""
     encoder_result, attention_result = results["encoder"], results["attention model, W and p trained"]
+    onsets = {label: generalisation_onset(result) for label, result in results.items()}
     lines = []
     for label, result in results.items():
         train_loss = result.mean("train_loss")
-        ds, onset = generalisation_onset(result)
+        ds, onset = onsets[label]
         fitted = np.isfinite(onset)
         slope = np.polyfit(np.log(ds[fitted]), np.log(onset[fitted]), 1)[0] if fitted.sum() >= 3 else np.nan
         noisy_fit = result.mean("noisy_fit")
@@ -248,7 +249,7 @@ def comparison(results: dict) -> str:
         f"| {names[a]} | " + " | ".join(str(int(np.sum((codes[0] == a) & (codes[1] == b)))) for b in range(3)) + " |"
         for a in range(3)
     ]
-    ds, onset = generalisation_onset(encoder_result)
+    ds, onset = onsets["encoder"]
     split = np.median(ds)
     low, high = np.nanmedian(onset[ds < split]), np.nanmedian(onset[ds >= split])
     step = float(np.diff(np.asarray(encoder_result.coords["signal_norm"]))[0])
@@ -262,7 +263,7 @@ def comparison(results: dict) -> str:
         trend = "so it moves up with d, as the paper's encoder heatmap shows"
     else:
         trend = "so, unlike the paper's encoder heatmap, it moves down with d on this grid"
-    _, attention_onset = generalisation_onset(attention_result)
+    _, attention_onset = onsets["attention model, W and p trained"]
     encoder_fit = encoder_result.mean("noisy_fit")
     attention_not = int(np.sum(codes[1] == jaxbo.theory.NOT_OVERFITTING))
     reading = (
@@ -274,8 +275,8 @@ def comparison(results: dict) -> str:
         f"{np.mean(encoder_fit == 1):.0%} of the cells: its MLP and trained values memorise them, so there "
         f"is no not-overfitting region, where the attention model with W and p trained leaves noisy labels "
         f"unfitted in {attention_not} cells at large ‖μ‖; and the encoder needs a larger signal to generalise "
-        f"(onset {_span(onset[1:])} for d ≥ {ds[1]:g}, against "
-        f"{_span(attention_onset)}). Its train loss floor is ~0, not "
+        f"(median onset ‖μ‖ = {np.nanmedian(onset):g}, range {_span(onset)}, against "
+        f"{np.nanmedian(attention_onset):g}, range {_span(attention_onset)}). Its train loss floor is ~0, not "
         "the attention model's plateaus (`theory.loss_plateaus`), because its head and values are trained."
     )
     onset_header = "onset ‖μ‖ for d = " + ", ".join(f"{d:g}" for d in encoder_result.coords["d"])
