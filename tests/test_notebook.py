@@ -35,7 +35,9 @@ def test_first_cell_is_the_one_setting_and_the_install_finds_the_clone_or_says_w
     monkeypatch.chdir(REPOSITORY / "docs")  # plain Jupyter, opened from a clone: install that clone
     exec(compile(install, str(NOTEBOOK), "exec"), namespace)
     assert namespace["JAXBO_TARGET"] == str(REPOSITORY)
-    assert namespace["jaxbo_install_target"]("https://example.org/me/jaxbo.git") == "git+https://example.org/me/jaxbo.git"
+    assert (
+        namespace["jaxbo_install_target"]("https://example.org/me/jaxbo.git") == "git+https://example.org/me/jaxbo.git"
+    )
     assert namespace["jaxbo_install_target"]("jaxbo.zip") == "jaxbo.zip"
     monkeypatch.chdir(tmp_path)  # Colab: no clone around and nothing set
     with pytest.raises(ValueError, match="set JAXBO_SOURCE"):
