@@ -115,8 +115,19 @@ def _show(value) -> str:
     return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
 
 
-def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+#: Defaults of ``sweep``'s grid options; a script may pass its own to ``main`` so its ``--help`` shows them.
+SWEEP_DEFAULTS = {"d": "250:5000:20", "signal_norm": "5:100:20", "seeds": 5}
+#: Grids of at most this many cells get a per-cell table on the terminal.
+CELL_TABLE_LIMIT = 30
+
+
+def build_parser(
+    prog: str | None = None, sweep_defaults: dict | None = None, sweep_only: bool = False
+) -> argparse.ArgumentParser:
+    """The argument parser; ``sweep_defaults`` overrides ``SWEEP_DEFAULTS`` (a script's own grid), and
+    ``sweep_only`` names the sweep's usage ``prog`` alone (a script whose only command is the sweep)."""
     prog = prog or _program_name()
+    defaults = {**SWEEP_DEFAULTS, **(sweep_defaults or {})}
     parser = argparse.ArgumentParser(
         prog=prog,
         description=DESCRIPTION,
@@ -135,14 +146,17 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 
     grid = commands.add_parser(
         "sweep",
+        prog=prog if sweep_only else None,
         help="phase diagram over a grid × seeds: writes .npz, .json and .png",
         description="Train every grid point × seed in one compiled program per group and write the data\n"
         "(.npz + .json) and the phase diagram (.png; one row of panels per value of any --axis).",
         formatter_class=_Formatter,
         epilog=f"example:\n  {prog} sweep --d 250:5000:20 --signal-norm 5:100:20 --seeds 5 --out results",
     )
-    grid.add_argument("--d", default="250:5000:20", help="d values: start:stop:num, a,b,c or one value")
-    grid.add_argument("--signal-norm", default="5:100:20", help="‖μ‖ values: start:stop:num, a,b,c or one value")
+    grid.add_argument("--d", default=defaults["d"], help="d values: start:stop:num, a,b,c or one value")
+    grid.add_argument(
+        "--signal-norm", default=defaults["signal_norm"], help="‖μ‖ values: start:stop:num, a,b,c or one value"
+    )
     grid.add_argument(
         "--axis",
         action="append",
@@ -150,13 +164,26 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         metavar="FIELD=SPEC",
         help=f"another grid axis, FIELD one of {', '.join(SWEEPABLE)}; SPEC as for --d (repeatable)",
     )
-    grid.add_argument("--seeds", type=int, default=5, help="runs per grid point")
+    grid.add_argument("--seeds", type=int, default=defaults["seeds"], help="runs per grid point")
     grid.add_argument("--key", type=int, default=0, help="base seed of the sweep")
     grid.add_argument(
         "--engine", choices=("auto", "primal", "reduced", "kernel"), default="auto", help="simulation engine"
     )
     grid.add_argument("--histories", action="store_true", help="also keep every run's logged metrics")
     grid.add_argument("--chunk-size", type=int, default=None, help="runs per compiled call (default: planned)")
+    grid.add_argument(
+        "--devices",
+        type=int,
+        default=None,
+        metavar="K",
+        help="shard the runs over the first K devices (default: every device; on a CPU one device per core)",
+    )
+    grid.add_argument(
+        "--checkpoint",
+        default=None,
+        metavar="DIR",
+        help="keep finished chunks in DIR; the same command again resumes from them after an interruption",
+    )
     grid.add_argument("--out", default="results", help="output directory (created once the arguments are valid)")
     grid.add_argument("--name", default="phase_diagram", help="file name stem in --out")
 
@@ -215,8 +242,13 @@ def _sweep_grid(args, parser: argparse.ArgumentParser) -> dict[str, list[float]]
     return grid
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+def main(argv: list[str] | None = None, *, prog: str | None = None, sweep_defaults: dict | None = None) -> int:
+    """Parse ``argv`` and run the command; returns the exit status (2: bad arguments, 130: interrupted).
+
+    ``prog`` and ``sweep_defaults`` let a script that fixes the command (``scripts/phase_diagram.py``) show its
+    own name and defaults in ``--help`` and errors.
+    """
+    parser = build_parser(prog, sweep_defaults, sweep_only=sweep_defaults is not None)
     args = parser.parse_args(_join_negative_values(list(sys.argv[1:] if argv is None else argv)))
     command = parser.commands[args.command]
     try:
@@ -231,6 +263,10 @@ def main(argv: list[str] | None = None) -> int:
         command.print_usage(sys.stderr)
         print(f"{command.prog}: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as interrupt:
+        # A sweep's interrupt says what was saved; anything else was interrupted before a sweep ran.
+        print(str(interrupt) or f"{command.prog}: interrupted; nothing was written", file=sys.stderr)
+        return 130
 
 
 def _run(args, config: Config) -> int:
@@ -261,8 +297,17 @@ def _sweep(args, config: Config, grid: dict[str, list[float]]) -> int:
 
     checked_engine(config, None, args.engine)  # every argument checked before --out is created
     validate_grid(grid, config)
-    if args.seeds < 1 or (args.chunk_size is not None and args.chunk_size < 1):
-        raise ValueError(f"--seeds {args.seeds} and --chunk-size {args.chunk_size} must be ints >= 1")
+    for option, value in (("--seeds", args.seeds), ("--chunk-size", args.chunk_size), ("--devices", args.devices)):
+        if value is not None and value < 1:
+            raise ValueError(f"{option} {value} must be an int >= 1")
+    devices = None
+    if args.devices is not None:
+        import jax
+
+        available = jax.devices()
+        if args.devices > len(available):
+            raise ValueError(f"--devices {args.devices} is more than the {len(available)} devices JAX has")
+        devices = available[: args.devices]
     os.makedirs(args.out, exist_ok=True)
     stem = os.path.join(args.out, args.name)
     result = sweep(
@@ -274,20 +319,32 @@ def _sweep(args, config: Config, grid: dict[str, list[float]]) -> int:
         engine=args.engine,
         histories=args.histories,
         chunk_size=args.chunk_size,
+        devices=devices,
+        checkpoint=args.checkpoint,
     )
     paths = list(result.save(stem))
     phase_diagram(result).savefig(stem + ".png", dpi=120)
     paths.append(stem + ".png")
     if not args.quiet:
-        counts = np.bincount(result.majority_regime().ravel(), minlength=3)
-        metadata = result.metadata
-        print(
-            f"{metadata['plan']['total_runs']} runs in {metadata['elapsed_s']:.1f} s (compile "
-            f"{metadata['compile_s']:.1f} s, engine {metadata['engine']}, {metadata['device_count']} devices); "
-            f"cells benign {counts[0]}, harmful {counts[1]}, not overfitting {counts[2]}"
-        )
+        print(_summary(result))
     print("\n".join(paths))
     return 0
+
+
+def _summary(result) -> str:
+    """What a sweep found, for the terminal: timing, cells per majority regime (ties apart) and, for a small
+    grid, one line per cell."""
+    metadata = result.metadata
+    counts = result.regime_counts()
+    lines = [
+        f"{metadata['plan']['total_runs']} runs in {metadata['elapsed_s']:.1f} s (compile "
+        f"{metadata['compile_s']:.1f} s, engine {metadata['engine']}, {metadata['device_count']} devices); "
+        f"cells benign {counts['benign']}, harmful {counts['harmful']}, not overfitting {counts['not overfitting']}"
+        + (f", tied {counts['tied']}" if counts["tied"] else "")
+    ]
+    if int(np.prod(result.grid_shape)) <= CELL_TABLE_LIMIT:
+        lines.append(result.cell_table())
+    return "\n".join(lines)
 
 
 def entry_point() -> int:
@@ -295,6 +352,16 @@ def entry_point() -> int:
     use_cpu_cores()
     use_compilation_cache()
     return main()
+
+
+def exit_on_interrupt(function, *args, **kwargs) -> int:
+    """``function(*args, **kwargs)`` for a script's ``__main__``: Ctrl-C prints its one-line message (a sweep's
+    says what was saved) instead of a traceback, and the exit status is 130 as for any interrupted command."""
+    try:
+        return function(*args, **kwargs) or 0
+    except KeyboardInterrupt as interrupt:
+        print(str(interrupt) or "interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

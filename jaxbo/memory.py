@@ -34,12 +34,18 @@ class Backend:
     def accelerator(self) -> bool:
         return self.platform != "cpu"
 
+    @property
+    def shares_memory(self) -> bool:
+        """Whether the devices share one memory: JAX's CPU devices are threads of one process on one host."""
+        return not self.accelerator
+
     @classmethod
     def of(cls, devices: Sequence[Any]) -> Backend:
         """The backend of ``devices`` (``jax.Device`` objects): platform, count and per-device memory.
 
         Memory is ``Device.memory_stats()["bytes_limit"]`` where the runtime reports it (GPU, TPU), else, on a
-        CPU, the machine's physical memory.
+        CPU, the memory the operating system says is available now (``available_memory``), which every CPU
+        device shares.
         """
         devices = list(devices)
         platform = devices[0].platform
@@ -50,7 +56,7 @@ class Backend:
         except Exception:  # backends without memory statistics raise various errors
             memory = None
         if memory is None and platform == "cpu":
-            memory = physical_memory()
+            memory = available_memory()
         return cls(platform=platform, device_count=len(devices), memory_bytes=memory)
 
 
@@ -62,16 +68,40 @@ def physical_memory() -> int | None:
         return None
 
 
+def available_memory() -> int | None:
+    """Bytes the OS can give this process without swapping (Linux ``MemAvailable``), else physical memory.
+
+    Physical memory overstates what a run can use on a machine already running other programs: a run that
+    passed a physical-memory check could still be killed by the OOM killer.
+    """
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return physical_memory()
+
+
 def encoder_parameter_count(d: int, mlp_width: int) -> int:
     """Number of parameters of the one-layer encoder (``jaxbo.encoder.EncoderParams``) of width d."""
     return 3 * d * d + 2 * d * mlp_width + mlp_width + 9 * d + 1
 
 
-def bytes_per_run(config: Config, engine: str, width: int, log_history: bool) -> int:
-    """Rough peak bytes of one run's arrays (tokens and their sampling temporaries, W, histories).
+#: Copies of a run's d-wide token arrays alive at its peak (samples, their noise and its draw's temporaries,
+#: the logits' operands): XLA's own figure (``compiled.memory_analysis()``) is 4.0–4.2 copies for the primal
+#: and kernel engines and the reduced one (tests/test_memory.py); one more for headroom.
+TOKEN_COPIES = 5
 
-    The encoder holds its parameters, their gradient, the update and the new parameters (4 copies), its
-    activations, and a full d-dimensional test set (sampled, then layer-normalised).
+
+def bytes_per_run(config: Config, engine: str, width: int, log_history: bool) -> int:
+    """Peak bytes of one run's arrays (tokens and their sampling temporaries, W, histories), an upper bound of
+    XLA's own figure for the compiled run (argument + output + temporaries; tests/test_memory.py holds it to
+    between 1× and 2× of it at several sizes for every engine).
+
+    The encoder holds its parameters, their gradient and the new parameters (3 copies: XLA's figure is 2.6–3
+    at d >= 500), its activations, and a full d-dimensional test set (sampled, then layer-normalised).
     """
     T = config.T
     if config.model == "encoder":
@@ -80,15 +110,16 @@ def bytes_per_run(config: Config, engine: str, width: int, log_history: bool) ->
         activations = 8 * n * (T + 1) * width + 4 * n * config.mlp_width
         data = 3 * T * width * n + 5 * T * width * config.n_test
         history = 40 * config.n_logs if log_history else 0
-        return 4 * (4 * parameters + activations + data + history)
+        return 4 * (3 * parameters + activations + data + history)
     if engine == "reduced":
         N = config.n_train * T
         test_width = (2 + N) if log_history else 3
-        data = 4 * T * (config.n_train * (2 + N) + config.n_test * test_width) * 3 + 4 * N * N * 2
+        data = 4 * T * (config.n_train * (2 + N) + config.n_test * test_width) * TOKEN_COPIES + 4 * N * N * 2
     else:
         # Final-only runs draw their test set in 4 coordinates (data.sample_test_projected).
-        data = 4 * T * width * (config.n_train + (config.n_test if log_history else 0)) * 3 + 4 * T * config.n_test * 12
-        if config.attention != "identity":
+        samples = config.n_train + (config.n_test if log_history else 0)
+        data = 4 * T * width * samples * TOKEN_COPIES + 4 * T * config.n_test * 12
+        if config.attention != "identity":  # W₀, W, its gradient and update: 4 copies of d × d
             data += 4 * width * width * 4
         if engine == "kernel":  # M = W₀Xᵀ and the (nT)² matrices K, G, A
             N = config.n_train * T
@@ -111,20 +142,24 @@ def step_bytes(config: Config, engine: str, width: int) -> int:
 
 
 def check_fits(config: Config, engine: str, width: int, log_history: bool, backend: Backend | None = None) -> None:
-    """Refuse, before compiling, a run whose arrays cannot fit in one device's memory (or in int32 indexing).
+    """Refuse, before compiling, runs whose arrays cannot fit in memory (or in int32 indexing), naming the size.
 
-    ``backend=None`` checks against this machine's physical memory without starting JAX.
+    Each device holds at least one run at a time. GPU and TPU devices have their own memory; JAX's CPU devices
+    share the host's, so on a CPU the runs of every device at once (``device_count`` × one run) must fit in
+    it. ``backend=None`` checks one run against this machine's available memory without starting JAX.
     """
     if engine == "reduced":
         return
     if backend is None:
-        backend = Backend(platform="cpu", device_count=1, memory_bytes=physical_memory())
+        backend = Backend(platform="cpu", device_count=1, memory_bytes=available_memory())
     if width > MAX_PRIMAL_WIDTH:
         raise ValueError(
             f"Config.d = {width} is too large for the {engine} engine: it indexes coordinates with int32 "
             f"(d <= {MAX_PRIMAL_WIDTH}). The reduced engine (engine='auto' or 'reduced', W = I) takes any d."
         )
-    needed = bytes_per_run(config, engine, width, log_history)
+    per_run = bytes_per_run(config, engine, width, log_history)
+    at_once = backend.device_count if backend.shares_memory else 1
+    needed = per_run * at_once
     if backend.memory_bytes is None or needed <= backend.memory_bytes:
         return
     if config.model == "encoder":
@@ -136,7 +171,23 @@ def check_fits(config: Config, engine: str, width: int, log_history: bool, backe
         remedy = "The encoder has no reduced form: use a smaller d, mlp_width or n_test."
     else:
         size, what = f"Config.d = {width}", f"one {engine} run"
+        if config.attention != "identity":
+            what += f" (its {width} × {width} W in 4 copies)"
         remedy = "Use the reduced engine (W = I: any d at the cost of d ≈ n·T), or a smaller d."
+    if at_once > 1:
+        where = (
+            f"{at_once} such runs at once (one per CPU device; the {at_once} devices share the host's "
+            f"{backend.memory_bytes / 2**30:.1f} GiB available)"
+        )
+        if per_run <= backend.memory_bytes:
+            remedy = (
+                f"One run at a time fits: pass devices=jax.devices()[:1] to jaxbo.sweep (command line: "
+                f"--devices 1). {remedy}"
+            )
+        raise ValueError(
+            f"{size} needs about {per_run / 2**30:.1f} GiB for {what}, and {needed / 2**30:.1f} GiB for {where}. "
+            f"{remedy}"
+        )
     raise ValueError(
         f"{size} needs about {needed / 2**30:.1f} GiB for {what}, more than the "
         f"{backend.memory_bytes / 2**30:.1f} GiB of one {backend.platform} device. {remedy}"

@@ -69,9 +69,9 @@ class SweepResult:
             f"  history: {len(self.log_steps)} logged rows" if self.history else "  history: none",
         ]
         if self.final:
-            counts = np.bincount(self.majority_regime().ravel(), minlength=len(REGIME_NAMES))
+            counts = self.regime_counts()
             lines.append(
-                "  majority regime (cells): " + ", ".join(f"{n} {c}" for n, c in zip(REGIME_NAMES, counts, strict=True))
+                "  majority regime (cells): " + ", ".join(f"{n} {c}" for n, c in counts.items() if c or n != "tied")
             )
         return "\n".join(lines)
 
@@ -98,8 +98,47 @@ class SweepResult:
         return np.stack([(codes == r).mean(axis=-1) for r in range(len(REGIME_NAMES))], axis=-1)
 
     def majority_regime(self) -> np.ndarray:
-        """Most frequent regime over seeds per grid cell, (*grid_shape,); ties go to the lower code."""
+        """Most frequent regime over seeds per grid cell, (*grid_shape,); ties go to the lower code
+        (``tied`` says which cells have one)."""
         return np.argmax(self.regime_fractions(), axis=-1).astype(np.int32)
+
+    def tied(self) -> np.ndarray:
+        """Whether two regimes share the most seeds in a cell (e.g. 5 benign, 5 harmful), (*grid_shape,) bool."""
+        fractions = self.regime_fractions()
+        return np.sum(fractions == fractions.max(axis=-1, keepdims=True), axis=-1) > 1
+
+    def regime_counts(self) -> dict[str, int]:
+        """Cells per majority regime, with tied cells counted apart under ``"tied"``."""
+        majority, tied = self.majority_regime(), self.tied()
+        counts = {name: int(np.sum((majority == code) & ~tied)) for code, name in enumerate(REGIME_NAMES)}
+        return {**counts, "tied": int(tied.sum())}
+
+    def cell_table(self) -> str:
+        """One line per grid cell: coordinates, seed means of train/test accuracy and noisy fit, the regimes
+        over seeds and the majority (or ``tie``). For small grids: it has ``prod(grid_shape)`` lines."""
+        names = list(self.dims[:-1])
+        train, test, noisy = (self.mean(name) for name in ("train_accuracy", "test_accuracy", "noisy_fit"))
+        fractions, majority, tied = self.regime_fractions(), self.majority_regime(), self.tied()
+        header = [*names, "train acc", "test acc", "noisy fit", "regimes over seeds", "majority"]
+        rows = []
+        for index in np.ndindex(*self.grid_shape):
+            seeds = np.rint(fractions[index] * self.seeds).astype(int)
+            regimes = ", ".join(f"{REGIME_NAMES[code]} {count}" for code, count in enumerate(seeds) if count)
+            rows.append(
+                [
+                    *(f"{float(self.coords[name][i]):g}" for name, i in zip(names, index, strict=True)),
+                    f"{train[index]:.3f}",
+                    f"{test[index]:.3f}",
+                    "—" if np.isnan(noisy[index]) else f"{noisy[index]:.3f}",
+                    regimes,
+                    "tie" if tied[index] else REGIME_NAMES[majority[index]],
+                ]
+            )
+        widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+        return "\n".join(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+            for row in [header, *rows]
+        )
 
     def clean_dominance(self, threshold: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
         """Eq. 9 per run (``theory.clean_dominance``): (ratio, holds), each (*grid_shape, seeds)."""

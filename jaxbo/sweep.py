@@ -51,6 +51,7 @@ __all__ = [
     "CACHE_BYTES",
     "MAX_BUCKETS",
     "MEMORY_BUDGET",
+    "SweepInterrupted",
     "chunk_program",
     "coordinate_hash",
     "plan_buckets",
@@ -130,6 +131,23 @@ def chunk_program(
     return jax.jit(sharded)
 
 
+class SweepInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a sweep; its message says what was saved and how to resume (``str(error)``).
+
+    A ``KeyboardInterrupt``, so code that stops on Ctrl-C still stops; the command line prints only the message.
+    """
+
+
+def _interrupt_message(plan: Plan, store: CheckpointStore | None, chunks_done: int, runs_done: int) -> str:
+    done = f"{chunks_done} of {plan.total_chunks} chunks ({runs_done:,} of {plan.total_runs:,} runs)"
+    if store is None:
+        return (
+            f"jaxbo.sweep interrupted after {done}; nothing was saved: pass checkpoint=DIR (command line: "
+            "--checkpoint DIR) to keep finished chunks and resume from them"
+        )
+    return f"jaxbo.sweep interrupted: {done} saved in {store.directory}; run the same call again to resume from there"
+
+
 class _Progress:
     """A ``tqdm`` bar over runs (it redraws in place in terminals and notebooks) that keeps compile time
     apart: the bar's clock, rate and ETA stop while a program compiles, and the compile time shows beside it."""
@@ -149,6 +167,11 @@ class _Progress:
         self.compile_seconds = 0.0
         self.compiles = 0
 
+    def say(self, text: str) -> None:
+        """One line on stderr (above the bar), shown whenever the bar is."""
+        if not self.bar.disable:
+            self.bar.write(text, file=sys.stderr)
+
     def compiling(self, total: int) -> None:
         self.bar.set_postfix_str(f"compiling {self.compiles + 1}/{total}…", refresh=True)
 
@@ -160,6 +183,11 @@ class _Progress:
 
     def advance(self, runs: int) -> None:
         self.bar.update(runs)
+
+    def resumed(self, runs: int) -> None:
+        """Start the bar at ``runs`` already done (loaded from a checkpoint) without counting them in the rate."""
+        self.bar.n = self.bar.initial = self.bar.last_print_n = runs
+        self.bar.refresh()
 
     def close(self) -> None:
         self.bar.close()
@@ -195,45 +223,71 @@ def execute(
     progress: _Progress,
     after_chunk: Callable[[int], None] | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Run every chunk of ``plan`` (or load it from ``store``); returns flat (final, history) arrays (runs, …)."""
-    sharding = NamedSharding(Mesh(np.array(devices), ("runs",)), PartitionSpec("runs"))
-    traced_config = jit_config(config, plan.engine)
+    """Run every chunk of ``plan`` not already in ``store``; returns flat (final, history) arrays (runs, …).
+
+    Chunks found in ``store`` are loaded first and said once on stderr (the progress bar starts after them, so
+    its rate counts computed runs only). Ctrl-C raises ``SweepInterrupted``, saying what was saved.
+    """
     finals: dict[str, np.ndarray] = {}
     histories_out: dict[str, np.ndarray] = {}
-    total, chunks_done = plan.total_runs, 0
-    for group_index, group in enumerate(plan.groups):
-        compiled = None
-        for chunk_index in range(group.chunks):
-            rows = group.chunk_rows(chunk_index)
-            stored = store.load(group_index, chunk_index, rows) if store else None
-            if stored is None:
-                inputs = _chunk_inputs(plan, group, rows, sharding)
-                if compiled is None:
-                    program = chunk_program(
-                        tuple(devices),
-                        width=group.width,
-                        engine=plan.engine,
-                        log_history=histories,
-                        optimizer=optimizer,
-                        sub_chunks=group.sub_chunks,
-                    )
-                    progress.compiling(len(plan.groups))
-                    started = time.perf_counter()
-                    compiled = program.lower(base_key, *inputs, traced_config).compile()
-                    progress.compiled(time.perf_counter() - started)
-                final, history = jax.device_get(compiled(base_key, *inputs, traced_config))
-                stored = {f"final/{k}": np.asarray(v)[: len(rows)] for k, v in vars(final).items()}
-                if histories:
-                    stored.update({f"history/{k}": np.asarray(v)[: len(rows)] for k, v in vars(history).items()})
-                if store:
-                    store.save(group_index, chunk_index, rows, stored)
-            for into, prefix in ((finals, "final/"), (histories_out, "history/")):
-                part = {k[len(prefix) :]: v for k, v in stored.items() if k.startswith(prefix)}
-                _scatter(into, part, rows, total)
-            chunks_done += 1
+
+    def collect(arrays: dict[str, np.ndarray], rows: np.ndarray) -> None:
+        for into, prefix in ((finals, "final/"), (histories_out, "history/")):
+            part = {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
+            _scatter(into, part, rows, plan.total_runs)
+
+    chunks = [(g, c) for g, group in enumerate(plan.groups) for c in range(group.chunks)]
+    loaded = set()
+    for g, c in chunks if store else ():
+        arrays = store.load(g, c, plan.groups[g].chunk_rows(c))
+        if arrays is not None:
+            collect(arrays, plan.groups[g].chunk_rows(c))
+            loaded.add((g, c))
+    runs_done = sum(len(plan.groups[g].chunk_rows(c)) for g, c in loaded)
+    if loaded:
+        progress.say(
+            f"jaxbo.sweep: resuming from {store.directory}: {len(loaded)} of {len(chunks)} chunks "
+            f"({runs_done:,} of {plan.total_runs:,} runs) loaded, {len(chunks) - len(loaded)} to compute"
+        )
+        progress.resumed(runs_done)
+    sharding = NamedSharding(Mesh(np.array(devices), ("runs",)), PartitionSpec("runs"))
+    traced_config = jit_config(config, plan.engine)
+    compiled: dict[int, Callable] = {}
+    try:
+        for g, c in chunks:
+            if (g, c) in loaded:
+                continue
+            group, rows = plan.groups[g], plan.groups[g].chunk_rows(c)
+            inputs = _chunk_inputs(plan, group, rows, sharding)
+            if g not in compiled:
+                program = chunk_program(
+                    tuple(devices),
+                    width=group.width,
+                    engine=plan.engine,
+                    log_history=histories,
+                    optimizer=optimizer,
+                    sub_chunks=group.sub_chunks,
+                )
+                progress.compiling(len(plan.groups))
+                started = time.perf_counter()
+                compiled[g] = program.lower(base_key, *inputs, traced_config).compile()
+                progress.compiled(time.perf_counter() - started)
+            final, history = jax.device_get(compiled[g](base_key, *inputs, traced_config))
+            arrays = {f"final/{k}": np.asarray(v)[: len(rows)] for k, v in vars(final).items()}
+            if histories:
+                arrays.update({f"history/{k}": np.asarray(v)[: len(rows)] for k, v in vars(history).items()})
+            if store:
+                store.save(g, c, rows, arrays)
+            collect(arrays, rows)
+            loaded.add((g, c))
+            runs_done += len(rows)
             progress.advance(len(rows))
             if after_chunk is not None:
-                after_chunk(chunks_done)
+                after_chunk(len(loaded))
+    except KeyboardInterrupt as interrupt:
+        if isinstance(interrupt, SweepInterrupted):
+            raise
+        raise SweepInterrupted(_interrupt_message(plan, store, len(loaded), runs_done)) from None
     return finals, histories_out
 
 

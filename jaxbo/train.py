@@ -545,11 +545,14 @@ def resolve_engine(config: Config, optimizer: optax.GradientTransformation | Non
     return "primal" if kernel_reasons else "kernel"
 
 
-def checked_engine(config: Config, optimizer: optax.GradientTransformation | None, engine: str) -> str:
+def checked_engine(
+    config: Config, optimizer: optax.GradientTransformation | None, engine: str, log_history: bool = False
+) -> str:
     """Validate the arguments every entry point shares, before any tracing, and resolve ``engine``.
 
-    The primal engine also refuses, before compiling, a d beyond int32 indexing or beyond this machine's
-    memory (naming the size); ``sweep`` checks each bucket against its devices' memory too.
+    The primal and kernel engines also refuse, before compiling, a d beyond int32 indexing or one run (with
+    its history's test set when ``log_history``) beyond this machine's available memory, naming the size;
+    ``sweep`` checks each bucket against its devices' memory too (on a CPU, every device's run at once).
     """
     if not isinstance(config, Config):
         raise TypeError(f"config must be a jaxbo.Config, got {type(config).__name__}")
@@ -558,7 +561,7 @@ def checked_engine(config: Config, optimizer: optax.GradientTransformation | Non
         raise TypeError(f"optimizer must be an optax.GradientTransformation, got {type(optimizer).__name__}")
     engine = resolve_engine(config, optimizer, engine)
     if engine in ("primal", "kernel"):
-        check_fits(config, engine, config.d, log_history=False)
+        check_fits(config, engine, config.d, log_history=log_history)
     return engine
 
 
@@ -584,7 +587,7 @@ def make_run(
     """``run(key) -> Run`` for a validated ``config``: pure, so ``jax.jit(jax.vmap(run))(keys)`` trains many
     seeds at once (``keys = jax.random.split(jax.random.key(0), seeds)``). ``engine`` as in ``simulate``.
     """
-    engine = checked_engine(config, optimizer, engine)
+    engine = checked_engine(config, optimizer, engine, log_history)
     traced = jit_config(config, engine)
     width = reduced.width(config) if engine == "reduced" else config.d
 
@@ -625,7 +628,7 @@ def simulate(
       ‖p‖ preserved); ``jaxbo.reduced.lift`` maps them to R^d.
     """
     config = Config() if config is None else config
-    engine = checked_engine(config, optimizer, engine)
+    engine = checked_engine(config, optimizer, engine, log_history=True)
     width = reduced.width(config) if engine == "reduced" else config.d
     return _run_jit(
         as_key(key), jit_config(config, engine), width=width, optimizer=optimizer, engine=engine, keep_data=keep_data

@@ -2,16 +2,19 @@
 
     python scripts/phase_diagram.py [--out results] [any `python -m jaxbo sweep` option]
 
-Writes results/phase_diagram.{npz,json,png}: d = 250…5000 and ‖μ‖ = 5…100 on a 40 × 40 grid.
+Writes results/phase_diagram.{npz,json,png}: d = 250…5000 and ‖μ‖ = 5…100 on a 40 × 40 grid × 10 seeds.
 """
 
 import sys
 
-from jaxbo.cli import main, use_compilation_cache, use_cpu_cores
+import jaxbo
+from jaxbo.cli import exit_on_interrupt, main, use_compilation_cache
 
-DEFAULTS = ["sweep", "--d", "250:5000:40", "--signal-norm", "5:100:40", "--seeds", "10"]
+jaxbo.use_cpu_cores()  # before anything starts JAX: one CPU device per core
+GRID = {"d": "250:5000:40", "signal_norm": "5:100:40", "seeds": 10}
 
 if __name__ == "__main__":
-    use_cpu_cores()
     use_compilation_cache()
-    sys.exit(main(DEFAULTS + sys.argv[1:]))
+    arguments = sys.argv[1:]
+    # Only the sweep runs here: `--help` and every option are the sweep's, with this script's grid as defaults.
+    sys.exit(exit_on_interrupt(main, ["sweep", *arguments], prog="phase_diagram.py", sweep_defaults=GRID))

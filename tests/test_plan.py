@@ -1,5 +1,6 @@
 """The sweep's plan: pure Python and numpy, so it is tested on simulated backends without any device."""
 
+import dataclasses
 import json
 
 import pytest
@@ -32,8 +33,10 @@ def test_run_table_is_the_grid_in_c_order_with_seeds_innermost():
 def test_cpu_plan_uses_cache_sized_batches_several_per_call():
     planned = paper_plan(CPU_2)
     (group,) = planned.groups
-    per_device = plan.CACHE_BYTES // plan.step_bytes(jaxbo.Config(), "reduced", group.width)
-    assert group.chunk_size == per_device * 2 * plan.SUB_CHUNKS and group.sub_chunks == plan.SUB_CHUNKS
+    # Known answer: the paper's Gram matrix is (n·T)² = 160² float32 = 100 KiB, so a 512 KiB cache holds the
+    # Grams of 5 runs per device: batches of 5 × 2 devices, 16 batches per call.
+    assert plan.CACHE_BYTES == 512 << 10 and group.sub_chunks == plan.SUB_CHUNKS == 16
+    assert group.chunk_size == 5 * 2 * 16
     assert group.chunk_size % (2 * group.sub_chunks) == 0  # equal batches on every device
     assert planned.total_runs == 15210 and sum(len(group.chunk_rows(i)) for i in range(group.chunks)) == 15210
 
@@ -53,14 +56,19 @@ def test_accelerator_plan_is_one_call_when_it_fits(backend):
 def test_accelerator_plan_splits_only_when_memory_binds():
     small_gpu = Backend(platform="gpu", device_count=1, memory_bytes=1 << 30)
     (group,) = paper_plan(small_gpu).groups
-    assert group.chunk_size == int(0.5 * (1 << 30)) // group.bytes_per_run and group.chunks > 1
+    half = (1 << 30) // 2  # ACCELERATOR_MEMORY_FRACTION of the device
+    assert group.chunk_size * group.bytes_per_run <= half < (group.chunk_size + 1) * group.bytes_per_run
+    assert group.chunks > 1
 
 
 def test_explicit_chunk_size_and_budget_bind():
     (group,) = paper_plan(CPU_2, chunk_size=7).groups
     assert group.chunk_size == 8 and group.sub_chunks == 1  # rounded up to the device count
-    (group,) = paper_plan(CPU_2, memory_budget=10 * 803_840).groups
-    assert group.chunk_size <= 10 and group.chunk_size % 2 == 0
+    per_run = paper_plan(CPU_2).groups[0].bytes_per_run
+    (group,) = paper_plan(CPU_2, memory_budget=10 * per_run).groups
+    assert group.chunk_size == 10 and group.chunk_size % 2 == 0  # 10 runs' bytes: 10 runs, 5 per device
+    (group,) = paper_plan(CPU_2, memory_budget=per_run).groups
+    assert group.chunk_size == 2  # never fewer than one run per device
 
 
 def test_primal_plan_buckets_d_and_refuses_what_cannot_fit():
@@ -75,6 +83,24 @@ def test_primal_plan_buckets_d_and_refuses_what_cannot_fit():
     with pytest.raises(ValueError, match=r"Config\.d = 100000 needs about .* GiB .* of one gpu device"):
         plan.check_fits(config, "primal", 100_000, False, tiny)
     plan.check_fits(config, "reduced", 3 * 10**9, False, tiny)  # the reduced engine takes any d
+
+
+def test_cpu_devices_share_the_host_memory_so_their_runs_count_together():
+    # Trained W at d = 30000: W alone is 30000² float32 = 3.35 GiB, held in 4 copies (W₀, W, gradient, update).
+    config = jaxbo.Config(d=30_000, attention="trained")
+    per_run = plan.bytes_per_run(config, "kernel", 30_000, False)
+    assert 4 * 4 * 30_000**2 <= per_run < 1.1 * 4 * 4 * 30_000**2
+    host = Backend(platform="cpu", device_count=2, memory_bytes=int(1.5 * per_run))
+    one_at_a_time = r"Config\.d = 30000 .* 2 such runs at once .*devices=jax\.devices\(\)\[:1\]"
+    with pytest.raises(ValueError, match=one_at_a_time):
+        plan.check_fits(config, "kernel", 30_000, False, host)
+    plan.check_fits(config, "kernel", 30_000, False, dataclasses.replace(host, device_count=1))
+    # GPUs each have their own memory: two of them hold one run each.
+    plan.check_fits(config, "kernel", 30_000, False, dataclasses.replace(host, platform="gpu"))
+    too_small = Backend(platform="cpu", device_count=2, memory_bytes=per_run // 2)
+    with pytest.raises(ValueError, match="2 such runs at once") as refused:
+        plan.check_fits(config, "kernel", 30_000, False, too_small)
+    assert "devices=jax.devices()[:1]" not in str(refused.value)  # one run does not fit either
 
 
 def test_backend_of_real_devices():

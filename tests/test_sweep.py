@@ -1,3 +1,4 @@
+import dataclasses
 import importlib
 
 import chex
@@ -36,7 +37,12 @@ def test_result_shapes_and_plan(primal_result):
     plan = result.metadata["plan"]
     assert [group["width"] for group in plan["groups"]] == [34, 60]  # 30 and 34 share a bucket
     assert plan["total_runs"] == 12 and result.metadata["engine"] == "primal"
-    assert result.regime.shape == (3, 2, 2) and set(np.unique(result.regime)) <= {BENIGN, HARMFUL, NOT_OVERFITTING}
+    # Regimes agree with metrics computed apart from them: not overfitting exactly where a label is unfitted
+    # (a clean one, or a noisy one); benign where every label is fitted and the test accuracy is high.
+    unfitted = (result.final["clean_accuracy"] < 1) | (result.final["noisy_fit"] < 1)
+    np.testing.assert_array_equal(result.regime == NOT_OVERFITTING, unfitted)
+    assert np.all(result.final["test_accuracy"][result.regime == BENIGN] >= 0.995)
+    assert np.all(result.final["test_accuracy"][result.regime == HARMFUL] < 0.995)
 
 
 def test_padded_sweep_run_equals_unpadded_simulate(primal_result):
@@ -147,3 +153,62 @@ def test_save_load_round_trip(primal_result, tmp_path):
     assert loaded.metadata["plan"] == primal_result.metadata["plan"]
     with np.load(npz, allow_pickle=False) as arrays:  # plain arrays only: nothing to unpickle
         assert all(arrays[name].dtype != object for name in arrays.files)
+
+
+def synthetic_result(train: np.ndarray, test: np.ndarray) -> jaxbo.SweepResult:
+    """A result over d × seeds with the given final accuracies (noisy fit follows train accuracy)."""
+    grid = {"d": np.array([100, 200])}
+    return jaxbo.SweepResult(
+        dims=("d", "seed"),
+        coords={**grid, "seed": np.arange(train.shape[-1])},
+        final={"train_accuracy": train, "test_accuracy": test, "noisy_fit": np.where(train >= 1, 1.0, 0.5)},
+        history={},
+        log_steps=np.zeros(0, np.int64),
+        config=CONFIG,
+        metadata={"engine": "reduced"},
+    )
+
+
+def test_ties_are_told_apart_from_majorities_in_counts_and_the_cell_table():
+    # d = 100: 2 benign + 2 harmful seeds (a tie); d = 200: 3 not overfitting + 1 benign.
+    train = np.array([[1.0, 1.0, 1.0, 1.0], [0.9, 0.9, 0.9, 1.0]])
+    test = np.array([[1.0, 1.0, 0.9, 0.9], [1.0, 1.0, 1.0, 1.0]])
+    result = synthetic_result(train, test)
+    assert result.tied().tolist() == [True, False]
+    assert result.regime_counts() == {"benign": 0, "harmful": 0, "not overfitting": 1, "tied": 1}
+    lines = result.cell_table().splitlines()
+    assert lines[0].split() == [
+        "d",
+        "train",
+        "acc",
+        "test",
+        "acc",
+        "noisy",
+        "fit",
+        "regimes",
+        "over",
+        "seeds",
+        "majority",
+    ]
+    assert lines[1].split() == ["100", "1.000", "0.950", "1.000", "benign", "2,", "harmful", "2", "tie"]
+    assert lines[2].split() == ["200", "0.925", "1.000", "0.625", "benign", "1,", "not", "overfitting", "3", "not",
+                                "overfitting"]  # fmt: skip
+    assert "tied 1" in repr(result)
+
+
+def test_cli_summary_prints_a_cell_table_for_small_grids_only():
+    from jaxbo.cli import CELL_TABLE_LIMIT, _summary
+
+    small = synthetic_result(np.ones((2, 3)), np.ones((2, 3)))
+    small = dataclasses.replace(small, metadata={"engine": "reduced", "plan": {"total_runs": 6}, "elapsed_s": 1.0,
+                                                  "compile_s": 0.5, "device_count": 2})  # fmt: skip
+    text = _summary(small)
+    assert "cells benign 2, harmful 0, not overfitting 0" in text and "tied" not in text
+    assert len(text.splitlines()) == 1 + 1 + 2  # summary, table header, one line per cell
+    cells = CELL_TABLE_LIMIT + 1
+    large = dataclasses.replace(
+        small,
+        coords={"d": np.arange(cells), "seed": np.arange(3)},
+        final={name: np.ones((cells, 3)) for name in small.final},
+    )
+    assert len(_summary(large).splitlines()) == 1

@@ -1,0 +1,85 @@
+"""Ctrl-C during a sweep: one message saying what was saved, a clean exit from the command line, and a resume
+that says what it loaded."""
+
+import importlib
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import jaxbo
+from jaxbo import cli
+from jaxbo.sweep import SweepInterrupted
+
+sweep_module = importlib.import_module("jaxbo.sweep")
+
+CONFIG = jaxbo.Config(n_train=6, T=4, n_test=16, steps=20, log_every=10)
+GRID = {"d": [40, 41, 42], "signal_norm": [5.0, 50.0]}
+
+
+def interrupt_after(chunks: int):
+    def after_chunk(done: int) -> None:
+        if done == chunks:
+            raise KeyboardInterrupt
+
+    return after_chunk
+
+
+def test_interrupt_says_what_was_saved_and_the_rerun_says_what_it_loaded(tmp_path, capsys):
+    arguments = dict(seeds=2, config=CONFIG, chunk_size=2, checkpoint=tmp_path)
+    with pytest.raises(SweepInterrupted) as interrupted:
+        jaxbo.sweep(GRID, progress=False, _after_chunk=interrupt_after(2), **arguments)
+    assert isinstance(interrupted.value, KeyboardInterrupt)  # code that stops on Ctrl-C still stops
+    assert str(interrupted.value) == (
+        f"jaxbo.sweep interrupted: 2 of 6 chunks (4 of 12 runs) saved in {tmp_path}; "
+        "run the same call again to resume from there"
+    )
+    capsys.readouterr()
+    resumed = jaxbo.sweep(GRID, progress=True, **arguments)
+    err = capsys.readouterr().err
+    assert f"resuming from {tmp_path}: 2 of 6 chunks (4 of 12 runs) loaded, 4 to compute" in err
+    assert resumed.metadata["checkpoint"]["chunks_loaded"] == 2
+
+
+def test_interrupt_without_a_checkpoint_says_nothing_was_saved_and_how_to_keep_it():
+    with pytest.raises(SweepInterrupted, match=r"after 1 of 6 chunks .* nothing was saved: pass checkpoint=DIR"):
+        jaxbo.sweep(GRID, seeds=2, config=CONFIG, chunk_size=2, progress=False, _after_chunk=interrupt_after(1))
+
+
+def test_command_line_prints_the_message_not_a_traceback(monkeypatch, tmp_path, capsys):
+    def interrupted(*args, **kwargs):
+        raise SweepInterrupted("jaxbo.sweep interrupted: 3 of 9 chunks (…) saved in DIR; run the same call again")
+
+    monkeypatch.setattr(sweep_module, "sweep", interrupted)
+    status = cli.main(["sweep", "--d", "40", "--out", str(tmp_path), "--checkpoint", str(tmp_path / "ck")])
+    err = capsys.readouterr().err
+    assert status == 130
+    assert err.strip() == "jaxbo.sweep interrupted: 3 of 9 chunks (…) saved in DIR; run the same call again"
+
+
+@pytest.mark.slow
+def test_a_real_ctrl_c_on_the_command_line_then_the_same_command_resumes(tmp_path):
+    checkpoint = tmp_path / "checkpoint"
+    command = [
+        sys.executable, "-m", "jaxbo", "sweep", "--d", "250:5000:20", "--signal-norm", "5:100:20", "--seeds", "10",
+        "--chunk-size", "16", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "out"),
+    ]  # fmt: skip
+    environment = {**os.environ, "JAXBO_CACHE_DIR": ""}
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment)
+    deadline = time.monotonic() + 240
+    while not list(checkpoint.glob("chunk-*.npz")) and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=120)
+    saved = len(list(checkpoint.glob("chunk-*.npz")))
+    assert process.returncode == 130, err[-2000:]
+    assert "Traceback" not in err and out == ""
+    assert "of 250 chunks (" in err and f"saved in {checkpoint}; run the same call again to resume" in err
+    assert 1 <= saved < 250
+    again = subprocess.run([*command, "--quiet"], capture_output=True, text=True, env=environment, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert (tmp_path / "out" / "phase_diagram.npz").exists()
+    assert jaxbo.load(tmp_path / "out" / "phase_diagram").metadata["checkpoint"]["chunks_loaded"] == saved
