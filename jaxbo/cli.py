@@ -270,14 +270,14 @@ def main(argv: list[str] | None = None, *, prog: str | None = None, sweep_defaul
 
 
 def _run(args, config: Config) -> int:
-    from jaxbo.plot import dynamics
+    from jaxbo.plot import dynamics, model_name
     from jaxbo.train import checked_engine, simulate
 
     checked_engine(config, None, args.engine)
     os.makedirs(args.out, exist_ok=True)
     stem = os.path.join(args.out, args.name)
     run = simulate(args.key, config, engine=args.engine)
-    figure = dynamics(run, title=f"d={config.d}, ‖μ‖={config.signal_norm:g}, engine={run.engine}")
+    figure = dynamics(run, title=f"{model_name(config)}: d={config.d}, ‖μ‖={config.signal_norm:g}, engine={run.engine}")
     figure.savefig(stem + ".png", dpi=120)
     if not args.quiet:
         final = run.final

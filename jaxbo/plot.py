@@ -32,12 +32,17 @@ SYMBOLS = {"d": "d", "signal_norm": "‖μ‖", "noise_rate": "η", "rho": "ρ",
 
 
 def cell_edges(centres: np.ndarray) -> np.ndarray:
-    """Edges of the cells around sorted ``centres`` (len + 1): midpoints inside, half a step outside."""
+    """Edges of the cells around sorted ``centres`` (len + 1): midpoints inside, the data's ends outside.
+
+    The outer cells end at the first and last grid values rather than half a step beyond them, so no cell is
+    drawn where nothing ran (half a step below a coarse grid's first ‖μ‖ or d can be negative). A single value
+    gets a cell of width 1 around it.
+    """
     centres = np.asarray(centres, np.float64)
     if centres.size == 1:
         return np.array([centres[0] - 0.5, centres[0] + 0.5])
     middle = (centres[1:] + centres[:-1]) / 2
-    return np.concatenate([[2 * centres[0] - middle[0]], middle, [2 * centres[-1] - middle[-1]]])
+    return np.concatenate([[centres[0]], middle, [centres[-1]]])
 
 
 def _plane_indexers(result: SweepResult, x: str, y: str, select: Mapping[str, float] | None):
@@ -89,10 +94,19 @@ def _number(value) -> str:
     return f"{float(value):g}"
 
 
+def model_name(config) -> str:
+    """The model a run trained, in words: the attention model with its W, or the encoder with its MLP width."""
+    if config.model == "encoder":
+        mlp = f"MLP width {config.mlp_width}" if config.mlp_width else "no MLP"
+        return f"one-layer Transformer encoder ({mlp})"
+    weights = {"identity": "W = I", "fixed": "W fixed random", "trained": "W trained"}[config.attention]
+    return f"attention model ({weights}, p trained)"
+
+
 def _fixed_settings(result: SweepResult, varying: set[str]) -> str:
     """The settings every panel shares, from the result itself (fields on a grid axis are left out)."""
     config = result.config
-    parts = [f"n={config.n_train}", f"T={config.T}", f"layout={config.layout}"]
+    parts = [model_name(config), f"n={config.n_train}", f"T={config.T}", f"layout={config.layout}"]
     for name in ("noise_rate", "rho", "sigma", "lr", "d", "signal_norm"):
         if name not in varying and name not in result.dims:
             parts.append(f"{SYMBOLS[name]}={_number(getattr(config, name))}")
@@ -130,15 +144,23 @@ def _seeds_text(seeds: int) -> str:
     return "1 seed" if seeds == 1 else f"mean of {seeds} seeds"
 
 
+#: Metrics with a fixed [0, 1] colour scale: a fraction of samples, so 1 always gets the top colour.
+FRACTIONS = ("train_accuracy", "test_accuracy", "clean_accuracy", "noisy_fit", "max_attention")
+
+
 def _colour_range(name: str, values: np.ndarray) -> tuple[float, float]:
-    """A colour range that shows the variation: the data's 1st–99th percentile (accuracies capped at 1)."""
+    """The colour range of a metric over every panel that shows it: [0, 1] for fractions (accuracies, noisy fit),
+    else the data's 1st–99th percentile; a constant metric gets a range centred on its value."""
+    if name in FRACTIONS:
+        return 0.0, 1.0
     finite = values[np.isfinite(values)]
     if not finite.size:
         return 0.0, 1.0
-    low, high = np.percentile(finite, [1, 99])
-    if name.endswith("accuracy") or name == "noisy_fit":
-        high = 1.0
-    return float(low), float(max(high, low + 1e-6))
+    low, high = (float(v) for v in np.percentile(finite, [1, 99]))
+    if high - low <= 1e-6 * max(1.0, abs(low)):  # constant: mid colour, a readable colour bar
+        half = 0.1 * abs(low) if low else 0.5
+        return low - half, low + half
+    return low, high
 
 
 def phase_diagram(
@@ -157,9 +179,10 @@ def phase_diagram(
     """Panels of seed means (and the majority regime) over the (x, y) grid, one panel per metric.
 
     A sweep with further axes (e.g. ``noise_rate``) gets one row of panels per combination of their values,
-    each row titled with its own coordinates; ``select`` fixes some of them to one value instead. Each metric
-    panel's colour range is its data's 1st–99th percentile, so small differences show. A geometric axis is
-    drawn on a log scale.
+    each row titled with its own coordinates; ``select`` fixes some of them to one value instead. Fractions
+    (accuracies, noisy fit) are drawn on a fixed [0, 1] scale; any other metric's colour range is its data's
+    1st–99th percentile, so small differences show. Every row shares each metric's colour scale. Cells end at
+    the grid's first and last values. A geometric axis is drawn on a log scale. The title names the model.
 
     Args:
       result: a sweep with ``x`` and ``y`` among its axes.
@@ -194,9 +217,17 @@ def phase_diagram(
     if theory and (x, y) != ("d", "signal_norm"):
         raise ValueError(f"theory=True needs x='d' and y='signal_norm', got x={x!r}, y={y!r}")
     values = {name: (result.majority_regime() if name == "regime" else result.mean(name)) for name in metrics}
+    # One colour scale per metric across every row, from the panels drawn (``select`` may drop some).
+    ranges = {
+        name: _colour_range(name, np.stack([plane(values[name]) for _, plane in rows]))
+        for name in metrics
+        if name != "regime"
+    }
     # A bare Figure (no pyplot): no global state, no GUI backend needed.
     figure = Figure(figsize=(5 * len(metrics), 0.4 + 4.2 * len(rows)), layout="constrained")
     axes = figure.subplots(len(rows), len(metrics), squeeze=False)
+    legend_handles: list = []
+    legend_labels: list[str] = []
     for (label, plane), row in zip(rows, axes, strict=True):
         suffix = f" ({label})" if label else ""
         for axis, name in zip(row, metrics, strict=True):
@@ -213,7 +244,7 @@ def phase_diagram(
                 bar.ax.set_yticklabels(REGIME_NAMES)
                 axis.set_title(f"regime (majority; benign: test ≥ {1 - result.regime_tolerance:g}){suffix}")
             else:
-                low, high = _colour_range(name, data)
+                low, high = ranges[name]
                 cmap = "magma" if name.endswith("loss") else "viridis"
                 mesh = axis.pcolormesh(x_edges, y_edges, data, cmap=cmap, vmin=low, vmax=high)
                 figure.colorbar(mesh, ax=axis, label=f"{METRIC_TITLES.get(name, name)} ({_seeds_text(result.seeds)})")
@@ -229,7 +260,19 @@ def phase_diagram(
         if theory:
             row_select = dict(select or {})
             row_select.update(_row_coordinates(result, x, y, label))
-            _theory_overlay(result, row, row_select, snr_levels, (x_edges, y_edges))
+            handles, labels = _theory_overlay(result, row, row_select, snr_levels, (x_edges, y_edges))
+            legend_handles += handles
+            legend_labels += [f"{text} ({label})" if label else text for text in labels]
+    if legend_handles:  # below the panels, outside them, so it never covers data; grey, so white marks show
+        figure.legend(
+            legend_handles,
+            legend_labels,
+            loc="outside lower center",
+            ncols=2,
+            fontsize="small",
+            facecolor="0.82",
+            framealpha=1.0,
+        )
     figure.suptitle(_fixed_settings(result, {x, y}) if title is None else title)
     return figure
 
@@ -244,54 +287,62 @@ def _row_coordinates(result: SweepResult, x: str, y: str, label: str) -> dict[st
     return values
 
 
-def _theory_overlay(result: SweepResult, row, select: dict, snr_levels, edges) -> None:
-    """Measured boundaries with errors, fitted ‖μ‖ ∝ d^b lines and SNR contours on every panel of a row."""
+def _theory_overlay(result: SweepResult, row, select: dict, snr_levels, edges) -> tuple[list, list[str]]:
+    """Measured boundaries with errors, fitted ‖μ‖ ∝ d^b lines and SNR contours on every panel of a row;
+    returns the row's legend (handles, labels)."""
+    from matplotlib import patheffects
+
     from jaxbo import theory as theory_lib
 
     measured = theory_lib.boundaries(result, select=select)
     fits = theory_lib.fit_boundaries(measured)
     d = np.asarray(result.coords["d"], np.float64)
     mu = np.asarray(result.coords["signal_norm"], np.float64)
-    line_d = np.geomspace(d.min(), d.max(), 100)
     sigma = result.config.sigma
     snr = mu[:, None] / (sigma * np.sqrt(d[None, :]))
     if snr_levels is None:
         snr_levels = tuple(
             10.0**k for k in range(int(np.floor(np.log10(snr.min()))), int(np.ceil(np.log10(snr.max()))))
         )
+    # White (not-overfitting) marks are drawn with black edges and the legend sits on grey, so every entry shows.
     styles = {"harmful": ("black", "o"), "not_overfitting": ("white", "s")}
     for axis in row:
         for kind, (colour, marker) in styles.items():
-            points = getattr(measured, kind)
-            errors = getattr(measured, f"{kind}_error")
+            name = kind.replace("_", " ")
             axis.errorbar(
                 d,
-                points,
-                yerr=errors,
+                getattr(measured, kind),
+                yerr=getattr(measured, f"{kind}_error"),
                 fmt=marker,
                 color=colour,
+                ecolor="black",
                 markeredgecolor="black",
                 markersize=3,
                 linewidth=0.8,
-                label=f"measured {kind.replace('_', ' ')} boundary",
+                label=f"measured {name} boundary",
             )
             fit = fits[kind]
-            if np.isfinite(fit["slope"]):
-                low, high = fit["slope_ci"]
-                axis.plot(
-                    line_d,
-                    np.exp(fit["intercept"]) * line_d ** fit["slope"],
-                    "--",
-                    color=colour,
-                    linewidth=1.5,
-                    label=f"fit ‖μ‖ ∝ d^{fit['slope']:.2f} [{low:.2f}, {high:.2f}] (theory {fit['theory_slope']:g})",
-                )
+            if fit["reason"]:  # say on the figure why no exponent is drawn
+                axis.plot([], [], linestyle="none", label=f"{name}: no exponent fit, {fit['reason']}")
+                continue
+            low, high = fit["slope_ci"]
+            line_d = np.geomspace(min(fit["d"]), max(fit["d"]), 100)  # only where the boundary was measured
+            axis.plot(
+                line_d,
+                np.exp(fit["intercept"]) * line_d ** fit["slope"],
+                "--",
+                color=colour,
+                linewidth=1.5,
+                path_effects=[patheffects.Stroke(linewidth=3, foreground="black"), patheffects.Normal()],
+                label=f"{name} fit ‖μ‖ ∝ d^{fit['slope']:.2f} [{low:.2f}, {high:.2f}] (theory {fit['theory_slope']:g})",
+            )
         if snr_levels:
             lines = axis.contour(d, mu, snr, levels=sorted(snr_levels), colors="grey", linewidths=0.7, linestyles=":")
             axis.clabel(lines, fmt=lambda v: f"SNR={v:g}", fontsize="x-small")
         axis.set_xlim(edges[0][0], edges[0][-1])
         axis.set_ylim(edges[1][0], edges[1][-1])
-    row[-1].legend(loc="lower right", fontsize="x-small", framealpha=0.8)
+    handles, labels = row[0].get_legend_handles_labels()
+    return handles, labels
 
 
 def dynamics(run, *, title: str | None = None, saturation: bool = False) -> Figure:

@@ -514,17 +514,35 @@ def _line_fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     return float(slope), float(intercept)
 
 
-def fit_boundaries(measured: Boundaries, *, min_points: int = 3) -> dict[str, dict]:
+#: A boundary's exponent is fitted only over d values spanning at least this factor (largest / smallest):
+#: over a narrower span, log d barely varies and the slope is set by the seed noise of a few points.
+MIN_D_SPAN = 4.0
+
+
+def fit_boundaries(measured, *, min_points: int = 3, min_span: float = MIN_D_SPAN) -> dict[str, dict]:
     """Fit log ‖μ‖ = a + b·log d to each measured boundary; b against the theory's ¼ (harmful) and ½ (not
     overfitting), and the constants c_h = ‖μ‖/(σ d^(1/4)), c_no = ‖μ‖/(σ√(d/n)) (geometric means over d).
 
     Confidence intervals (95 %, percentile) come from refitting every bootstrap replicate of ``boundaries``.
 
+    Args:
+      measured: ``Boundaries`` from ``boundaries(result)``, or a ``SweepResult`` over (d, ‖μ‖) (its boundaries
+        are located first, with ``boundaries``' defaults).
+      min_points: fewest d values with a boundary for a fit.
+      min_span: smallest ratio of the largest to the smallest of those d values for a fit.
+
     Returns:
       {"harmful": {...}, "not_overfitting": {...}}, each with ``slope``, ``slope_ci``, ``theory_slope``,
-      ``intercept``, ``constant`` (c_h or c_no), ``constant_ci``, ``d`` (the d values used) and ``points``;
-      ``slope`` is NaN where fewer than ``min_points`` values of d have a boundary.
+      ``intercept``, ``constant`` (c_h or c_no), ``constant_ci``, ``d`` (the d values used), ``points`` and
+      ``reason``: ``""`` for a fit, else why there is none (``slope`` and the rest NaN): fewer than
+      ``min_points`` d values with a boundary, or a span of d below ``min_span``.
     """
+    if not isinstance(measured, Boundaries):
+        if not (hasattr(measured, "coords") and hasattr(measured, "final")):
+            raise TypeError(
+                f"fit_boundaries takes theory.boundaries(result) or a SweepResult, got {type(measured).__name__}"
+            )
+        measured = boundaries(measured)
     fits = {}
     for kind, theory_slope in THEORY_SLOPES.items():
         values = getattr(measured, kind)
@@ -533,8 +551,15 @@ def fit_boundaries(measured: Boundaries, *, min_points: int = 3) -> dict[str, di
             np.sqrt(measured.d / measured.n_train) if kind == "not_overfitting" else measured.d**0.25
         )
         used = np.isfinite(values)
-        fit = {"theory_slope": theory_slope, "d": measured.d[used].tolist(), "points": int(used.sum())}
+        span = float(measured.d[used].max() / measured.d[used].min()) if used.any() else 1.0
+        reason = ""
         if used.sum() < min_points:
+            reason = f"a boundary at {int(used.sum())} value(s) of d (a fit needs >= {min_points})"
+        elif span < min_span:
+            reason = f"d values with a boundary span ×{span:.2g} (a fit needs >= ×{min_span:g})"
+        fit = {"theory_slope": theory_slope, "d": measured.d[used].tolist(), "points": int(used.sum())}
+        fit["reason"] = reason
+        if reason:
             fits[kind] = {
                 **fit,
                 "slope": np.nan,

@@ -305,7 +305,8 @@ def encoder_section(out: str, reuse: bool) -> str:
         figure = jaxbo.plot.phase_diagram(
             result,
             metrics=("train_loss", "test_loss", "regime"),
-            title=f"{label}: final train and test loss, 1 seed per cell, 1000 GD steps at lr 5e-3",
+            title=f"{jaxbo.plot.model_name(result.config)}: final train and test loss, 1 seed per cell, "
+            "1000 GD steps at lr 5e-3",
         )
         figure.savefig(os.path.join(out, name), dpi=80)
     curves = encoder_curves(out)

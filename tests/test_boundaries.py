@@ -1,5 +1,7 @@
 """Measured regime boundaries and their fits, on synthetic sweeps whose boundaries are known exactly."""
 
+import dataclasses
+
 import chex
 import numpy as np
 import pytest
@@ -91,17 +93,38 @@ def test_phase_diagram_overlays_fits_on_log_axes_and_shows_loss_panels():
     figure = jaxbo.plot.phase_diagram(result, metrics=("test_accuracy", "regime"), theory=True)
     panels = [axis for axis in figure.axes if axis.get_title()]
     assert len(panels) == 2 and all(axis.get_xscale() == "log" and axis.get_yscale() == "log" for axis in panels)
-    legend = [text.get_text() for text in panels[-1].get_legend().get_texts()]
-    fits = [line for line in legend if line.startswith("fit")]
+    (legend,) = figure.legends
+    fits = [text.get_text() for text in legend.get_texts() if " fit ‖μ‖" in text.get_text()]
     assert len(fits) == 2 and "(theory 0.25)" in fits[0] and "(theory 0.5)" in fits[1]
-    assert fits[0].startswith("fit ‖μ‖ ∝ d^0.2") and fits[1].startswith("fit ‖μ‖ ∝ d^0.5")
+    assert fits[0].startswith("harmful fit ‖μ‖ ∝ d^0.2") and fits[1].startswith("not overfitting fit ‖μ‖ ∝ d^0.5")
     assert any("SNR=" in text.get_text() for text in panels[0].texts)  # labelled SNR contours
-    # A colour range that shows the variation: the panel's own data range, not a fixed 0.5–1.
-    mesh = panels[0].collections[0]
-    assert mesh.norm.vmin >= 0.85 and mesh.norm.vmax == 1.0
+    # The legend lies outside every panel (it never covers data).
+    figure.canvas.draw()
+    box = legend.get_window_extent()
+    assert not any(box.overlaps(axis.get_window_extent()) for axis in figure.axes)
     with pytest.raises(ValueError, match="theory=True needs"):
         jaxbo.plot.phase_diagram(result, x="signal_norm", y="d", theory=True)
     assert not jaxbo.plot.is_geometric(np.array([250, 500, 750, 1000]))
+
+
+def test_no_exponent_is_fitted_or_drawn_where_the_d_values_do_not_allow_one():
+    result = synthetic(width=0.15)
+    narrow = dataclasses.replace(
+        result,
+        coords={**result.coords, "d": result.coords["d"][:2]},
+        final={name: values[:2] for name, values in result.final.items()},
+    )
+    span = float(narrow.coords["d"][-1] / narrow.coords["d"][0])
+    assert span < theory.MIN_D_SPAN
+    fits = theory.fit_boundaries(narrow, min_points=2)  # a SweepResult is accepted: boundaries located first
+    assert np.isnan(fits["harmful"]["slope"]) and f"span ×{span:.2g}" in fits["harmful"]["reason"]
+    figure = jaxbo.plot.phase_diagram(narrow, metrics=("regime",), theory=True)
+    texts = [text.get_text() for text in figure.legends[0].get_texts()]
+    assert not any(" fit ‖μ‖" in text for text in texts)
+    assert sum("no exponent fit, a boundary at 2 value(s) of d (a fit needs >= 3)" in text for text in texts) == 2
+    assert theory.fit_boundaries(result)["harmful"]["reason"] == ""
+    with pytest.raises(TypeError, match=r"theory\.boundaries\(result\) or a SweepResult, got dict"):
+        theory.fit_boundaries({"harmful": [1.0]})
 
 
 @pytest.mark.slow

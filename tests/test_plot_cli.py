@@ -9,8 +9,43 @@ SMALL = ["--set", "n_train=10", "--set", "T=5", "--set", "n_test=32", "--set", "
 
 
 def test_cell_edges():
-    np.testing.assert_allclose(plot.cell_edges(np.array([1.0, 2.0, 4.0])), [0.5, 1.5, 3.0, 5.0])
+    np.testing.assert_allclose(plot.cell_edges(np.array([1.0, 2.0, 4.0])), [1.0, 1.5, 3.0, 4.0])  # ends at the data
     np.testing.assert_allclose(plot.cell_edges(np.array([7.0])), [6.5, 7.5])
+
+
+def test_phase_diagram_scales_name_the_model_and_end_cells_at_the_data():
+    result = jaxbo.sweep(
+        {"d": [20, 60], "signal_norm": [2.0, 30.0], "noise_rate": [0.0, 0.3]},
+        seeds=2,
+        config=jaxbo.Config(n_train=10, T=4, n_test=32, steps=30, log_every=10),
+        progress=False,
+    )
+    figure = plot.phase_diagram(result, metrics=("train_accuracy", "train_loss", "regime"))
+    meshes = {}
+    for axis in figure.axes:
+        if axis.get_title() and axis.collections:
+            meshes.setdefault(axis.get_title().split(" (")[0], []).append(axis.collections[0])
+    accuracy, loss = meshes["train accuracy"], meshes["train loss"]
+    # Accuracies on a fixed [0, 1] scale: a panel of perfect accuracy gets the top colour, not the bottom one.
+    assert all((mesh.norm.vmin, mesh.norm.vmax) == (0.0, 1.0) for mesh in accuracy)
+    values = np.asarray(accuracy[0].get_array()).ravel()
+    perfect = values == 1.0
+    assert perfect.any()
+    assert np.allclose(accuracy[0].to_rgba(values[perfect]), accuracy[0].cmap(1.0))
+    # Both rows (η = 0 and η = 0.3) share the loss scale, which spans both rows' data.
+    assert len(loss) == 2 and loss[0].norm.vmin == loss[1].norm.vmin and loss[0].norm.vmax == loss[1].norm.vmax
+    both = result.mean("train_loss")
+    assert loss[0].norm.vmin <= np.percentile(both, 1) + 1e-9 and loss[0].norm.vmax >= np.percentile(both, 99) - 1e-9
+    # Cells end at the grid's first and last values: nothing drawn at d < 20 or ‖μ‖ < 2.
+    axis = next(axis for axis in figure.axes if axis.get_title().startswith("train loss"))
+    coordinates = axis.collections[0].get_coordinates()
+    assert coordinates[..., 0].min() == 20 and coordinates[..., 1].min() == 2.0
+    assert figure.get_suptitle().startswith("attention model (W = I, p trained)")
+
+
+def test_a_constant_loss_panel_gets_a_readable_range_centred_on_its_value():
+    low, high = plot._colour_range("train_loss", np.full((3, 3), 0.45))
+    assert low < 0.45 < high and np.isclose((low + high) / 2, 0.45) and high - low > 0.01
 
 
 def test_cli_sweep_writes_data_and_a_phase_diagram(tmp_path, capsys):
