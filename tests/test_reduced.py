@@ -14,31 +14,80 @@ from jaxbo import data, model, reduced, train
 CONFIG = jaxbo.Config(n_train=6, T=4, d=60, n_test=64, steps=60, log_every=20, signal_norm=3.0, noise_rate=0.34)
 
 
-def test_deterministic_equivalence_with_the_exact_reduction_of_a_primal_data_set():
-    config = CONFIG
-    primal_train, primal_test = data.sample_train_test(jax.random.key(4), config)
+def exact_reduction(config: jaxbo.Config, key: jax.Array):
+    """A primal (train, test) pair and the same data in reduced coordinates [e₁, e₂ | Q], Q an orthonormal
+    basis of the training noise's span: tokens mapped to [S-part | L-row] and [S-part | Qᵀz′]."""
+    primal_train, primal_test = data.sample_train_test(key, config)
     N = config.n_train * config.T
     noise = np.asarray(primal_train.tokens[..., 2:], np.float64).reshape(N, config.d - 2)
     q, r = np.linalg.qr(noise.T)  # Z = L Qᵀ with L = Rᵀ lower-triangular
     rows = r.T.reshape(config.n_train, config.T, N)
     test_noise = np.asarray(primal_test.tokens[..., 2:], np.float64) @ q  # g = Qᵀz′
-    # Same labels and roles, tokens mapped to [S-part | L-row] and [S-part | Qᵀz′].
     reduced_train = dataclasses.replace(
         primal_train, tokens=jnp.asarray(np.concatenate([primal_train.tokens[..., :2], rows], -1), jnp.float32)
     )
     reduced_test = dataclasses.replace(
         primal_test, tokens=jnp.asarray(np.concatenate([primal_test.tokens[..., :2], test_noise], -1), jnp.float32)
     )
+    return (primal_train, primal_test), (reduced_train, reduced_test)
+
+
+#: Rotation-equivariant optimizers, for which the reduction is exact iterate by iterate (docs/exact_reduction.md).
+EQUIVARIANT = {
+    "gradient descent": None,
+    "momentum": optax.sgd(CONFIG.lr, momentum=0.9),
+    "nesterov": optax.sgd(CONFIG.lr, momentum=0.9, nesterov=True),
+}
+
+
+@pytest.mark.parametrize("name", list(EQUIVARIANT))
+def test_deterministic_equivalence_with_the_exact_reduction_of_a_primal_data_set(name):
+    config, optimizer = CONFIG, EQUIVARIANT[name]
+    primal_sets, reduced_sets = exact_reduction(config, jax.random.key(4))
+    N = config.n_train * config.T
     runs = []
-    for train_set, test_set, width in ((primal_train, primal_test, config.d), (reduced_train, reduced_test, 2 + N)):
+    for (train_set, test_set), width in ((primal_sets, config.d), (reduced_sets, 2 + N)):
         params = model.init_params(jax.random.key(0), config, width)
-        runs.append(train.train(config, params, train_set, test_set))
+        runs.append(train.train(config, params, train_set, test_set, optimizer=optimizer))
     (p_primal, primal, _), (p_reduced, small, _) = runs
     for name in ("train_accuracy", "test_accuracy", "clean_accuracy"):
         np.testing.assert_array_equal(getattr(primal, name), getattr(small, name), err_msg=name)
     for name in ("train_loss", "test_loss", "p_norm", "cos_mu1", "cos_mu2", "attention_clean", "saturation_clean"):
         np.testing.assert_allclose(getattr(primal, name), getattr(small, name), rtol=1e-5, atol=1e-6, err_msg=name)
     np.testing.assert_allclose(p_primal.p[:2], p_reduced.p[:2], rtol=1e-5, atol=1e-7)
+
+
+def test_the_reduction_is_not_exact_for_adam_which_is_not_rotation_equivariant():
+    # The negative control of the test above: Adam's per-coordinate scaling sees the basis, so p leaves the
+    # span of the tokens and the reduced iterates differ from the primal ones.
+    config, optimizer = CONFIG, optax.adam(0.05)
+    primal_sets, reduced_sets = exact_reduction(config, jax.random.key(4))
+    losses = []
+    for (train_set, test_set), width in ((primal_sets, config.d), (reduced_sets, 2 + config.n_train * config.T)):
+        params = model.init_params(jax.random.key(0), config, width)
+        losses.append(np.asarray(train.train(config, params, train_set, test_set, optimizer=optimizer)[1].train_loss))
+    assert np.max(np.abs(losses[0] - losses[1])) > 1e-3
+
+
+def test_reduced_test_set_has_the_law_of_a_primal_test_set_in_the_training_noise_frame():
+    # The reduced engine's test set (the test set of every run with histories) against primal test samples
+    # expressed in the frame of a primal training set: same labels and roles, same per-(role, label) means of
+    # the signal coordinates, unit-σ² noise in every coordinate of the training noise's span.
+    config = CONFIG.replace(n_test=4000, sigma=1.3)
+    _, (_, projected) = exact_reduction(config, jax.random.key(11))
+    drawn = reduced.sample_test(jax.random.key(12), config)
+    assert drawn.tokens.shape == projected.tokens.shape == (4000, config.T, 2 + config.n_train * config.T)
+    np.testing.assert_array_equal(drawn.roles, projected.roles)
+    np.testing.assert_array_equal(drawn.labels, drawn.clean_labels)
+    assert not np.asarray(drawn.noisy_mask).any() and abs(float(np.mean(np.asarray(drawn.labels)))) < 0.01
+    for label in (1.0, -1.0):
+        a = np.asarray(drawn.tokens, np.float64)[np.asarray(drawn.labels) == label]
+        b = np.asarray(projected.tokens, np.float64)[np.asarray(projected.labels) == label]
+        standard_error = config.sigma * np.sqrt(1 / len(a) + 1 / len(b))
+        np.testing.assert_allclose(a.mean(0), b.mean(0), atol=5 * standard_error)  # every role, every coordinate
+        variance_tolerance = 5 * np.sqrt(2 / len(a)) * config.sigma**2
+        np.testing.assert_allclose(a.var(0), config.sigma**2, atol=variance_tolerance)
+        np.testing.assert_allclose(b.var(0), config.sigma**2, atol=variance_tolerance)
 
 
 @pytest.mark.parametrize("start", [0.0, 0.3])

@@ -1,5 +1,6 @@
 import dataclasses
 import importlib
+import json
 
 import chex
 import numpy as np
@@ -212,3 +213,15 @@ def test_cli_summary_prints_a_cell_table_for_small_grids_only():
         final={name: np.ones((cells, 3)) for name in small.final},
     )
     assert len(_summary(large).splitlines()) == 1
+
+
+def test_to_xarray_names_every_axis_and_keeps_the_values(primal_result):
+    dataset = primal_result.to_xarray()
+    assert tuple(dataset["test_accuracy"].dims) == ("d", "signal_norm", "seed")
+    assert tuple(dataset["attention_clean"].dims) == ("d", "signal_norm", "seed", "attention_clean_dim0")
+    np.testing.assert_array_equal(dataset["d"].values, [30, 34, 60])
+    np.testing.assert_array_equal(dataset["test_accuracy"].values, primal_result.final["test_accuracy"])
+    np.testing.assert_array_equal(dataset["regime"].values, primal_result.regime)
+    selected = dataset["train_loss"].sel(d=34, signal_norm=8.0).values
+    np.testing.assert_array_equal(selected, primal_result.final["train_loss"][1, 1])
+    assert jaxbo.results.config_from_json(json.loads(dataset.attrs["config"])) == primal_result.config

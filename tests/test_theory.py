@@ -79,6 +79,39 @@ def test_benign_runs_follow_the_mechanism(benign_runs):
     assert np.all(np.asarray(balanced))
 
 
+def test_eq9_and_eq10_fail_where_their_sums_say_so():
+    # Known answers: clean 𝔖 totals 2 against noisy 4 (ratio 0.5) fails Eq. 9; a class ratio of 3 > 2.5 fails
+    # Eq. 10, while 2 passes; a group without one class is undefined and not counted against it.
+    ratio, holds = theory.clean_dominance(jnp.array([[1.0, 1.0], [3.0, 3.0]]), jnp.array([[2.0, 2.0], [1.0, 1.0]]))
+    np.testing.assert_allclose(ratio, [0.5, 3.0])
+    np.testing.assert_array_equal(holds, [False, True])
+    ratios, holds = theory.class_balance(jnp.array([[3.0, 1.0], [2.0, 1.0]]), jnp.array([[1.0, 1.0], [0.0, 1.0]]))
+    np.testing.assert_allclose(ratios, [[3.0, 1.0], [2.0, np.nan]])
+    np.testing.assert_array_equal(holds, [False, True])
+
+
+def test_eq10_fails_in_runs_whose_noisy_labels_come_mostly_from_one_class():
+    # With Bernoulli flips the noisy samples' classes can be far from balanced; the per-class cumulative 𝔖 of
+    # 𝒩 follows the counts, so Eq. 10 (ratio within 2.5×) fails where one class has >= 3× the other's noisy
+    # samples and holds where they are balanced.
+    config = jaxbo.Config(n_train=20, T=8, d=2000, noise_rate=0.3, flips="random", steps=300, log_every=300)
+    keys = jax.random.split(jax.random.key(5), 24)
+    final = jax.jit(jax.vmap(jaxbo.make_run(config, log_history=False)))(keys).final
+    _, balanced = theory.class_balance(final.saturation_clean, final.saturation_noisy)
+    counts = []
+    for key in keys:
+        train_set = reduced.sample_train(data.run_keys(key)[0], config)
+        noisy = np.asarray(train_set.noisy_mask)
+        clean_labels = np.asarray(train_set.clean_labels)
+        counts.append(((noisy & (clean_labels > 0)).sum(), (noisy & (clean_labels < 0)).sum()))
+    counts = np.array(counts)
+    lopsided = (np.minimum(*counts.T) > 0) & (np.maximum(*counts.T) >= 3 * np.minimum(*counts.T))
+    even = counts[:, 0] == counts[:, 1]
+    assert lopsided.any() and even.any(), counts
+    assert not np.asarray(balanced)[lopsided].any(), (counts[lopsided], np.asarray(balanced)[lopsided])
+    assert np.asarray(balanced)[even].all()
+
+
 def test_p_stays_in_the_span_of_the_training_tokens(benign_runs):
     config, keys, runs = benign_runs
     train_set, _ = data.sample_train_test(keys[0], config)
@@ -89,12 +122,17 @@ def test_p_stays_in_the_span_of_the_training_tokens(benign_runs):
     assert residual < 1e-4  # a random vector would leave ≈ √(1 − nT/d) ≈ 0.96
 
 
-def test_time_to_fit_comes_before_time_to_generalise(benign_runs):
+def test_benign_runs_generalise_before_they_fit_every_label(benign_runs):
+    # docs/theory.md: "no run generalises after it fits" (the order is generalise, then memorise).
     _, _, runs = benign_runs
     steps = runs.log_steps[0]
-    fit = theory.first_time(runs.history.train_accuracy, steps, 1.0)
-    generalise = theory.first_time(runs.history.test_accuracy, steps, 0.995)
-    assert np.all(np.asarray(fit) > 0) and np.all(np.asarray(generalise) > 0)
+    fit = np.asarray(theory.first_time(runs.history.train_accuracy, steps, 1.0))
+    generalise = np.asarray(theory.first_time(runs.history.test_accuracy, steps, 0.995))
+    assert np.all(fit > 0) and np.all(generalise > 0), (fit, generalise)  # every seed does both
+    assert np.all(generalise < fit), f"time to generalise {generalise} is not before time to fit {fit}"
+
+
+def test_first_time_is_the_first_logged_step_from_which_a_threshold_holds():
     np.testing.assert_array_equal(theory.first_time(jnp.array([0.5, 1.0, 0.9, 1.0, 1.0]), jnp.arange(5), 1.0), 3)
     np.testing.assert_array_equal(theory.first_time(jnp.array([0.5, 0.9]), jnp.arange(2), 1.0), -1)
 
