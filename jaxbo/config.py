@@ -30,7 +30,7 @@ MAX_D = 2**53
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    """Settings of one run, defaults as in the authors' code (paper §5, spec §3).
+    """Settings of one run, defaults as in the authors' code (paper §5, docs/model.md §3).
 
     Attributes:
       n_train: number of training samples n; the first ``n_train // 2`` have clean label +1.
@@ -50,7 +50,7 @@ class Config:
         ``"random"``: each training label flipped independently with probability η.
       attention: ``"identity"`` (W = I, only p trained: the paper's analysis), ``"fixed"`` (a seeded random W,
         uniform in ±1/√d, kept fixed) or ``"trained"`` (W and p trained, as the authors' final code).
-      gradient: ``"analytic"`` (the closed form of spec §4, the paper's object) or ``"autodiff"`` (jax.grad).
+      gradient: ``"analytic"`` (the closed form of docs/model.md §4, the paper's object) or ``"autodiff"`` (jax.grad).
       model: ``"attention"`` (f(X) = νᵀXᵀsoftmax(XWᵀp), the paper's model) or ``"encoder"`` (the appendix's
         one-layer Transformer encoder, ``jaxbo.encoder``: every parameter trained by ``jax.grad``, so
         ``attention`` and ``gradient`` do not apply to it).

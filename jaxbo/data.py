@@ -1,4 +1,4 @@
-"""Samplers of the paper's data distribution (spec §1), d-dimensional ("primal") representation.
+"""Samplers of the paper's data distribution (docs/model.md §1), d-dimensional ("primal") representation.
 
 A sample is X ∈ R^{T×d}: token t is x_t = m_t + ε_t with ε_t ~ N(0, σ²I_d) and a mean m_t in
 span(μ₁, μ₂) fixed by the token's role and the clean label y (μ₊₁ = μ₁ = ‖μ‖e₁, μ₋₁ = μ₂ = ‖μ‖e₂):

@@ -1,4 +1,4 @@
-"""Logistic loss and its closed-form gradient (spec §3-4).
+"""Logistic loss and its closed-form gradient (docs/model.md §3-4).
 
 The trainable parameters are a dict: ``{"p": p}``, or ``{"p": p, "W": W}`` when W is trained. The head ν is
 never trainable, so optimizers with weight decay cannot touch it.
@@ -62,7 +62,7 @@ def analytic_grad(
     train_weights: bool,
     gamma: jax.Array | None = None,
 ):
-    """The closed-form gradient of spec §4.
+    """The closed-form gradient of docs/model.md §4.
 
     With s the attention (n, T), γ_t = νᵀx_t, f = Σ_t s_t γ_t and c_i = ℓ′(ỹ_i f_i) ỹ_i / n,
       g = Σ_i c_i Σ_t s_{i,t}(γ_{i,t} − f_i) x_{i,t}    (the gradient with respect to Wᵀp), (width,)

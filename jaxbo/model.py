@@ -1,4 +1,4 @@
-"""The one-layer softmax attention model f(X) = νᵀ Xᵀ softmax(X Wᵀ p) (spec §2)."""
+"""The one-layer softmax attention model f(X) = νᵀ Xᵀ softmax(X Wᵀ p) (docs/model.md §2)."""
 
 from __future__ import annotations
 

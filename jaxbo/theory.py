@@ -1,4 +1,4 @@
-"""Quantities the paper reasons with (spec §5), computed from attention scores and data.
+"""Quantities the paper reasons with (docs/model.md §5), computed from attention scores and data.
 
 Every function is pure and shape-polymorphic over leading batch axes unless its docstring says otherwise.
 """
@@ -74,7 +74,7 @@ def regime(train_accuracy: jax.Array, test_accuracy: jax.Array, tolerance: float
     return jnp.where(fitted, jnp.where(test_accuracy >= 1.0 - tolerance, BENIGN, HARMFUL), NOT_OVERFITTING)
 
 
-# --- The paper's convergence conditions on cumulative 𝔖 (spec §5; v1 Eq. 9 and Eq. 10) -----------------------
+# --- The paper's convergence conditions on cumulative 𝔖 (docs/model.md §5; v1 Eq. 9 and Eq. 10) -----------------------
 # Reading taken (the exact constants of v1 could not be checked here): Eq. 9 asks the clean samples' cumulative
 # 𝔖 to dominate the noisy samples' one, measured as the ratio of totals against a threshold (default 1);
 # Eq. 10 asks the per-class sums to stay within a constant ratio, the bound defaulting to 2.5 (the authors
@@ -111,7 +111,7 @@ def class_balance(saturation_clean: jax.Array, saturation_noisy: jax.Array, boun
     return ratios, jnp.all(inside | ~defined, axis=-1)
 
 
-# --- Attention gaps and the growth function (spec §5; v3) ------------------------------------------------------
+# --- Attention gaps and the growth function (docs/model.md §5; v3) ------------------------------------------------------
 # Reading taken: the attention gaps are gaps of attention logits a_t = x_tᵀWᵀp. Λ_{i,t} measures how far the
 # relevant token leads token t (what clean samples need), Γ_{i,t} how far the first weakly-relevant
 # opposite token u leads token t (what noisy samples need to be fitted).
@@ -150,7 +150,7 @@ def gap_rate(steps: jax.Array, gaps: jax.Array, T: int, x0: float = 0.0) -> tupl
       gaps: (..., L) the gap at each step (e.g. ``Metrics.gap_clean`` histories).
       T: tokens per sample (g's log T); x0: the gap at τ = 0 (0 from p = 0).
 
-    The growth-function reading (spec §7) predicts a straight line: R² near 1 where it applies.
+    The growth-function reading (docs/model.md §7) predicts a straight line: R² near 1 where it applies.
     """
     steps = jnp.asarray(steps, jnp.float32)
     y = growth(gaps, T) - growth(jnp.asarray(x0, jnp.float32), T)
@@ -207,7 +207,7 @@ def first_time(values: jax.Array, steps: jax.Array, threshold: float) -> jax.Arr
 
 
 def signal_to_noise(signal_norm, sigma, d):
-    """SNR = ‖μ‖ / (σ√d), v3's signal-to-noise ratio (spec §7, exact): harmful overfitting for
+    """SNR = ‖μ‖ / (σ√d), v3's signal-to-noise ratio (docs/model.md §7, exact): harmful overfitting for
     SNR = o(d^(−1/4)), no overfitting for SNR = ω(n^(−1/2)), benign in between."""
     return signal_norm / (sigma * jnp.sqrt(d))
 
@@ -300,7 +300,7 @@ def existence_conditions(config, n_noisy: int, margin: float = 3.0, delta: float
     }
 
 
-# --- Training-loss plateaus (spec §7; derivation checked here) --------------------------------------------------
+# --- Training-loss plateaus (docs/model.md §7; derivation checked here) --------------------------------------------------
 # With ν = (μ₁ − μ₂)/‖μ₁ − μ₂‖ · 1/‖μ‖, νᵀμ_y = y/√2. Once attention saturates on one token, f = γ of that token:
 #   a clean sample on its relevant token x = μ_y + ε has margin y·νᵀx = 1/√2 + y·νᵀε;
 #   a noisy sample (ỹ = −y) fitted through its weakly-relevant opposite token x = ρμ_{−y} + ε has margin
@@ -347,7 +347,7 @@ def plateau_tolerance(config, runs: int = 1, z: float = 4.0) -> float:
 
 
 def loss_plateaus(config) -> dict[str, float]:
-    """Asymptotic training losses of the saturated regimes (spec §7, derivation above), as Python floats.
+    """Asymptotic training losses of the saturated regimes (docs/model.md §7, derivation above), as Python floats.
 
     Returns:
       ``benign``: (1 − q)ℓ(1/√2) + qℓ(ρ/√2) — every noisy sample fitted through its weak-opposite token;
@@ -375,7 +375,7 @@ def loss_plateaus(config) -> dict[str, float]:
     }
 
 
-# --- Measured regime boundaries and their exponents (spec §7: SNR = ‖μ‖/(σ√d)) ----------------------------------
+# --- Measured regime boundaries and their exponents (docs/model.md §7: SNR = ‖μ‖/(σ√d)) ----------------------------------
 # [exact] v3: harmful for SNR = o(d^(−1/4)), not overfitting for SNR = ω(n^(−1/2)). [reading] In the (d, ‖μ‖)
 # plane: harmful below ‖μ‖ ≈ c_h σ d^(1/4) (slope ¼ in log–log), not overfitting above ‖μ‖ ≈ c_no σ √(d/n)
 # (slope ½). The constants are not in the paper's recoverable text: they are estimated here from runs.

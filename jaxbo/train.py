@@ -1,4 +1,4 @@
-"""One run: full-batch gradient descent on p from p = 0 (spec §3), metrics logged as scan outputs."""
+"""One run: full-batch gradient descent on p from p = 0 (docs/model.md §3), metrics logged as scan outputs."""
 
 from __future__ import annotations
 

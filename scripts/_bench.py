@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import re
+import subprocess
 import time
 
 import jax
@@ -20,8 +21,22 @@ accelerator (the machine line of each section names the backend).
 """
 
 
+def commit() -> str:
+    """The jaxbo commit the numbers were made at (short hash; "+ changes" if the tree had uncommitted ones)."""
+    root = os.path.dirname(PAGE)
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True)
+        status = subprocess.run(["git", "status", "--porcelain", "--", "jaxbo", "scripts"], cwd=root,
+                                capture_output=True, text=True)  # fmt: skip
+    except OSError:
+        return "an unknown commit (no git)"
+    if head.returncode:
+        return "an unknown commit (not a git checkout)"
+    return f"commit {head.stdout.strip()}" + (" + uncommitted changes" if status.stdout.strip() else "")
+
+
 def machine() -> str:
-    """One line naming the machine, the JAX backend and its devices."""
+    """One line naming the machine, the JAX backend and its devices, and the jaxbo commit."""
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as handle:
@@ -31,7 +46,10 @@ def machine() -> str:
         pass
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     devices = ", ".join(sorted({device.device_kind for device in jax.devices()}))
-    return f"{cpu}, {cores} cores; JAX {jax.__version__} on {jax.default_backend()} ({jax.device_count()} × {devices})"
+    return (
+        f"{cpu}, {cores} cores; JAX {jax.__version__} on {jax.default_backend()} ({jax.device_count()} × {devices}); "
+        f"jaxbo at {commit()}"
+    )
 
 
 def timed(function, *args, **kwargs):

@@ -395,7 +395,7 @@ The paper used one seed per cell; the last row averages {args.seeds}, which smoo
         sections["## Appendix Figures 6–7"] = encoder_section(args.out, args.reuse)
     header = f"""# The paper's figures, reproduced (`scripts/paper_figures.py`)
 
-Machine: {machine()}. Settings as v3 (spec §7): n = 20, T = 8, ρ = 0.1, η = 0.2 (balanced flips), lr 5e-3,
+Machine: {machine()}. Settings as v3 (docs/model.md §7): n = 20, T = 8, ρ = 0.1, η = 0.2 (balanced flips), lr 5e-3,
 1000 full-batch GD steps from p = 0; "W and p trained" starts W uniform in ±1/√d (the authors' model, run by
 the exact kernel engine), "p only" is the analysed model with W = I (the exact reduced engine).
 """

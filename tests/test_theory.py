@@ -206,7 +206,7 @@ def test_plateaus_follow_the_derivation():
     plateaus = theory.loss_plateaus(jaxbo.Config())
     chex.assert_trees_all_close(
         (plateaus["benign"], plateaus["not_overfitting"]), (0.4524, 0.5423), atol=1e-4
-    )  # spec §7: ≈ 0.452 and ≈ 0.542 at η = 0.2, ρ = 0.1
+    )  # docs/model.md §7: ≈ 0.452 and ≈ 0.542 at η = 0.2, ρ = 0.1
     assert theory.noisy_fraction(jaxbo.Config(n_train=20, noise_rate=0.15)) == 0.1  # ⌈3⌉ = 3 → 1 per class
     assert theory.loss_plateau(jaxbo.Config(noise_rate=0.0), 0.0) == pytest.approx(np.log1p(np.exp(-(2**-0.5))))
 
@@ -240,7 +240,7 @@ def test_saturated_losses_sit_on_the_plateaus(saturated):
 
 
 def test_clean_gaps_follow_the_growth_function_in_benign_and_harmful_runs():
-    # g(Λ̄(τ)) − g(0) = c·τ: the vanishing softmax update integrated (spec §7's reading). It holds for the
+    # g(Λ̄(τ)) − g(0) = c·τ: the vanishing softmax update integrated (docs/model.md §7's reading). It holds for the
     # relevant token's lead in benign and harmful runs; docs/theory.md shows where it does not (noisy
     # samples' Γ̄, signal-dominated runs).
     config = jaxbo.Config(steps=5000, log_every=50, n_test=100)
