@@ -111,7 +111,7 @@ def class_balance(saturation_clean: jax.Array, saturation_noisy: jax.Array, boun
     return ratios, jnp.all(inside | ~defined, axis=-1)
 
 
-# --- Attention gaps and the growth function (docs/model.md §5; v3) ------------------------------------------------------
+# --- Attention gaps and the growth function (docs/model.md §5; v3) ----------------------------------------------------
 # Reading taken: the attention gaps are gaps of attention logits a_t = x_tᵀWᵀp. Λ_{i,t} measures how far the
 # relevant token leads token t (what clean samples need), Γ_{i,t} how far the first weakly-relevant
 # opposite token u leads token t (what noisy samples need to be fitted).
@@ -300,7 +300,7 @@ def existence_conditions(config, n_noisy: int, margin: float = 3.0, delta: float
     }
 
 
-# --- Training-loss plateaus (docs/model.md §7; derivation checked here) --------------------------------------------------
+# --- Training-loss plateaus (docs/model.md §7; derivation checked here) -----------------------------------------------
 # With ν = (μ₁ − μ₂)/‖μ₁ − μ₂‖ · 1/‖μ‖, νᵀμ_y = y/√2. Once attention saturates on one token, f = γ of that token:
 #   a clean sample on its relevant token x = μ_y + ε has margin y·νᵀx = 1/√2 + y·νᵀε;
 #   a noisy sample (ỹ = −y) fitted through its weakly-relevant opposite token x = ρμ_{−y} + ε has margin
@@ -375,7 +375,7 @@ def loss_plateaus(config) -> dict[str, float]:
     }
 
 
-# --- Measured regime boundaries and their exponents (docs/model.md §7: SNR = ‖μ‖/(σ√d)) ----------------------------------
+# --- Measured regime boundaries and their exponents (docs/model.md §7: SNR = ‖μ‖/(σ√d)) -------------------------------
 # [exact] v3: harmful for SNR = o(d^(−1/4)), not overfitting for SNR = ω(n^(−1/2)). [reading] In the (d, ‖μ‖)
 # plane: harmful below ‖μ‖ ≈ c_h σ d^(1/4) (slope ¼ in log–log), not overfitting above ‖μ‖ ≈ c_no σ √(d/n)
 # (slope ½). The constants are not in the paper's recoverable text: they are estimated here from runs.

@@ -23,7 +23,7 @@ accelerator (the machine line of each section names the backend).
 
 def commit() -> str:
     """The jaxbo commit the numbers were made at (short hash; "+ changes" if the tree had uncommitted ones)."""
-    root = os.path.dirname(PAGE)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True)
         status = subprocess.run(["git", "status", "--porcelain", "--", "jaxbo", "scripts"], cwd=root,
