@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 
 from jaxbo.cli import use_cpu_cores
@@ -51,7 +52,7 @@ def figure5(out: str, seeds: int) -> list[str]:
     for attention, count in runs:
         config = jaxbo.Config(attention=attention)
         started = time.perf_counter()
-        result = jaxbo.sweep(PAPER_GRID, seeds=count, config=config, progress=False)
+        result = jaxbo.sweep(PAPER_GRID, seeds=count, config=config, progress=True)
         wall = time.perf_counter() - started
         name = f"paper_figure5_{attention}_{count}seed{'s' if count > 1 else ''}.png"
         label = "W and p trained" if attention == "trained" else "p only (W = I)"
@@ -372,6 +373,7 @@ def main() -> None:
     os.makedirs(args.out, exist_ok=True)
     sections = {}
     if args.part in ("figure5", "all"):
+        print("paper_figures: Figure 5 (three sweeps of the 39 × 39 grid)", file=sys.stderr, flush=True)
         five = figure5(args.out, args.seeds)
         sections["## Figure 5"] = f"""## Figure 5: final train and test loss over (d, ‖μ‖)
 
@@ -382,6 +384,7 @@ def main() -> None:
 The paper used one seed per cell; the last row averages {args.seeds}, which smooths the boundaries.
 """
     if args.part in ("figure3", "all"):
+        print("paper_figures: Figure 3 (single runs with histories)", file=sys.stderr, flush=True)
         three = figure3(args.out)
         sections["## Figure 3"] = f"""## Figure 3: attention dynamics of single samples
 
@@ -392,6 +395,7 @@ The paper used one seed per cell; the last row averages {args.seeds}, which smoo
 ![Figure 3](paper_figure3.png)
 """
     if args.part in ("encoder", "all"):
+        print("paper_figures: appendix encoder (one compile per d; the longest part)", file=sys.stderr, flush=True)
         sections["## Appendix Figures 6–7"] = encoder_section(args.out, args.reuse)
     header = f"""# The paper's figures, reproduced (`scripts/paper_figures.py`)
 

@@ -93,7 +93,7 @@ def boundaries_part(out: str, horizons: list[int], seeds: int = 8) -> None:
     for steps in horizons:
         config = jaxbo.Config(n_test=500, steps=steps, log_every=steps)
         started = time.perf_counter()
-        result = jaxbo.sweep(grid, seeds=seeds, config=config, progress=False)
+        result = jaxbo.sweep(grid, seeds=seeds, config=config, progress=True)
         seconds = time.perf_counter() - started
         timings.append((steps, seconds))
         fits = theory.fit_boundaries(theory.boundaries(result))
@@ -118,7 +118,7 @@ def boundaries_part(out: str, horizons: list[int], seeds: int = 8) -> None:
     n_steps = horizons[min(1, len(horizons) - 1)]
     for n in N_VALUES:
         config = jaxbo.Config(n_train=n, n_test=500, steps=n_steps, log_every=n_steps)
-        result = jaxbo.sweep({"d": N_D, "signal_norm": WIDE_SIGNAL}, seeds=seeds, config=config, progress=False)
+        result = jaxbo.sweep({"d": N_D, "signal_norm": WIDE_SIGNAL}, seeds=seeds, config=config, progress=True)
         measured.append(theory.boundaries(result))
         n_rows.append(f"| {n} | " + " | ".join(f"{value:.1f}" for value in measured[-1].not_overfitting) + " |")
     exponent = theory.n_exponent(measured)
@@ -166,7 +166,7 @@ def gaps_part(out: str, seeds: int = 4, steps: int = 20_000) -> None:
     axes = figure.subplots(2, len(GAP_SETTINGS) // 2).ravel()
     for axis, (d, signal_norm) in zip(axes, GAP_SETTINGS, strict=True):
         config = jaxbo.Config(d=d, signal_norm=signal_norm, steps=steps, log_every=steps // 200, n_test=500)
-        result = jaxbo.sweep({"d": [d]}, seeds=seeds, config=config, histories=True, progress=False)
+        result = jaxbo.sweep({"d": [d]}, seeds=seeds, config=config, histories=True, progress=True)
         regime = theory.REGIME_NAMES[int(result.majority_regime()[0])]
         summary = []
         for name, label in (("gap_clean", "Λ̄ (clean)"), ("gap_noisy", "Γ̄ (noisy)")):
@@ -223,14 +223,14 @@ def delay_part(out: str, seeds: int = 8, steps: int = 100_000, window: int = 200
             seeds=seeds,
             config=jaxbo.Config(steps=window, log_every=5, n_test=1000, lr=lr),
             histories=True,
-            progress=False,
+            progress=True,
         )
         late = jaxbo.sweep(
             grid,
             seeds=seeds,
             config=jaxbo.Config(steps=steps, log_every=steps // 1000, n_test=1000, lr=lr),
             histories=True,
-            progress=False,
+            progress=True,
         )
         fit_early, generalise_early = early.time_to_fit(), early.time_to_generalise()
         fit_late, generalise_late = late.time_to_fit(), late.time_to_generalise()
@@ -328,7 +328,7 @@ def main() -> None:
 def existence_part(out: str) -> None:
     """The existence construction's region against the measured phase diagram, and fit vs generalise times."""
     base = jaxbo.Config(n_test=500)
-    result = jaxbo.sweep({"d": D_VALUES, "signal_norm": SIGNAL_VALUES}, seeds=8, config=base, progress=False)
+    result = jaxbo.sweep({"d": D_VALUES, "signal_norm": SIGNAL_VALUES}, seeds=8, config=base, progress=True)
     n_noisy = 4  # ⌈0.2 · 20⌉ = 4 flipped labels
     conditions = np.zeros((len(SIGNAL_VALUES), len(D_VALUES)))
     works = np.zeros_like(conditions)
@@ -353,7 +353,7 @@ def existence_part(out: str) -> None:
         seeds=8,
         config=base.replace(steps=4000, log_every=20),
         histories=True,
-        progress=False,
+        progress=True,
     )
     fit, generalise = line.time_to_fit()[:, 0], line.time_to_generalise()[:, 0]
 
@@ -416,7 +416,7 @@ def existence_part(out: str) -> None:
         search = jaxbo.sweep(
             {"d": search_d, "signal_norm": [signal_norm]},
             seeds=8,
-            progress=False,
+            progress=True,
             histories=True,
             config=base.replace(steps=8000, log_every=40),
         )
