@@ -1,8 +1,10 @@
 """Shared fixtures: small shapes so each module compiles once and the suite stays fast on 2 cores.
 
-``pytest -q`` is the inner loop: tests marked ``slow`` (long statistical checks, subprocesses with other
-device counts) are skipped. ``pytest -q --all`` runs them too, and so does CI (``CI=true``, set by .ci/run's
-environment), so every test runs before anything lands.
+``pytest -q`` is the inner loop (one xdist worker per core, XLA's backend optimisation off, compiled programs
+cached on disk): tests marked ``slow`` (long statistical checks, subprocesses with other device counts, the
+same check at more sizes) are skipped. ``pytest -q --all`` runs them too, and so does CI (``CI=true``, set by
+.ci/run's environment), with XLA's default optimisation, so every test runs as users' code does before
+anything lands.
 """
 
 import os
@@ -25,6 +27,17 @@ if _cache:
 if _cache:
     jax.config.update("jax_compilation_cache_dir", _cache)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+
+
+#: XLA:CPU's backend optimisation off: the inner loop's shapes are tiny, so its time is compile time, which
+#: this flag cuts by about 40 % (measured, scripts/bench_readme.py). CI and --all compile as users do.
+FAST_COMPILE = "--xla_backend_optimization_level=0"
+
+
+def pytest_configure(config):
+    # Before any test module computes (JAX reads XLA_FLAGS when its backends start, at the first computation).
+    if not run_everything(config) and os.environ.get("JAXBO_TEST_FAST_COMPILE", "1") == "1":
+        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {FAST_COMPILE}".strip()
 
 
 def pytest_addoption(parser):

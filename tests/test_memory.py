@@ -46,7 +46,12 @@ def check(fields: dict, engine: str, d: int, log_history: bool) -> None:
     )
 
 
-@pytest.mark.parametrize(("label", "fields", "engine"), CASES, ids=[case[0] for case in CASES])
+#: The inner loop checks the two engines whose estimates grow with d² (the reported OOM) and with d; the slow
+#: test below checks every engine at two sizes, with and without histories.
+FAST = [case for case in CASES if case[0] in ("kernel, W trained", "primal, W = I")]
+
+
+@pytest.mark.parametrize(("label", "fields", "engine"), FAST, ids=[case[0] for case in FAST])
 def test_estimate_bounds_xla_memory_analysis(label, fields, engine):
     check(fields, engine, 384, log_history=False)
 

@@ -170,12 +170,12 @@ def test_auto_rule_and_forced_reduced():
 
 
 def test_run_says_its_coordinates_and_lift_gives_a_d_vector_with_the_same_invariants():
-    config = jaxbo.Config(n_train=6, T=4, d=500, n_test=16, steps=20, log_every=10, signal_norm=5.0)
+    config = jaxbo.Config(n_train=6, T=4, d=120, n_test=16, steps=20, log_every=10, signal_norm=5.0)
     run = jaxbo.simulate(0, config)
     assert run.engine == "reduced" and run.params.p.shape == (2 + 24,)
     assert "reduced: 26 coordinates" in run.coordinates and "jaxbo.reduced.lift" in repr(run)
     lifted = jaxbo.reduced.lift(run.params.p, jax.random.key(1), config.d)
-    assert lifted.shape == (500,)
+    assert lifted.shape == (120,)
     np.testing.assert_allclose(jnp.linalg.norm(lifted), run.final.p_norm, rtol=1e-5)
     np.testing.assert_allclose(lifted[0] / jnp.linalg.norm(lifted), run.final.cos_mu1, rtol=1e-5, atol=1e-7)
     # One frame for everything lifted together: inner products with the training tokens survive the lift.
@@ -185,6 +185,6 @@ def test_run_says_its_coordinates_and_lift_gives_a_d_vector_with_the_same_invari
     np.testing.assert_allclose(up @ up.T, stacked @ stacked.T, rtol=1e-4, atol=1e-3)
     small = jaxbo.reduced.lift(run.params.p, jax.random.key(1), 12)  # d − 2 < N: just the real coordinates
     np.testing.assert_array_equal(small, run.params.p[:12])
-    assert jaxbo.simulate(0, config, engine="primal").params.p.shape == (500,)
+    assert jaxbo.simulate(0, config, engine="primal").params.p.shape == (120,)
     with pytest.raises(ValueError, match=r"Config\.d = 3000000000 is too large for the primal engine"):
         jaxbo.simulate(0, config.replace(d=3 * 10**9), engine="primal")

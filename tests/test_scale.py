@@ -72,7 +72,13 @@ def test_this_process_has_one_cpu_device_per_core():
 
 @pytest.mark.parametrize(
     ("engine", "histories"),
-    [("reduced", False), ("reduced", True), ("primal", False), ("primal", True), ("kernel", False)],
+    [
+        ("reduced", False),
+        pytest.param("reduced", True, marks=pytest.mark.slow),  # the inner loop reads one program per engine
+        ("primal", True),
+        pytest.param("primal", False, marks=pytest.mark.slow),
+        ("kernel", False),
+    ],
 )
 def test_compiled_chunk_holds_no_cross_device_communication(engine, histories):
     devices = tuple(jax.devices())
