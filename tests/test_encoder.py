@@ -193,9 +193,10 @@ def test_initialisation_is_pytorchs_default():
 
 
 def test_simulate_and_sweep_run_the_encoder_with_the_same_numbers(config):
-    grid = {"d": [D, D + 4], "signal_norm": [3.0, 8.0]}
+    # One d: a sweep's encoder groups are unpadded, one per d (test_plan_gives_each_d_its_own_unpadded_group...).
+    grid = {"d": [D + 4], "signal_norm": [3.0, 8.0]}
     result = jaxbo.sweep(grid, config=config, seeds=2, key=5, progress=False)
-    assert [group["width"] for group in result.metadata["plan"]["groups"]] == [D, D + 4]  # no padding
+    assert [group["width"] for group in result.metadata["plan"]["groups"]] == [D + 4]
     coordinates = {"d": D + 4, "signal_norm": 8.0}
     alone = jaxbo.simulate(jaxbo.sweep_module.run_key(5, 1, coordinates), config.replace(**coordinates))
     assert alone.coordinates.startswith("primal: encoder")
@@ -204,7 +205,7 @@ def test_simulate_and_sweep_run_the_encoder_with_the_same_numbers(config):
         assert np.isnan(getattr(alone.final, name)).all(), name
     assert np.isfinite(alone.final.max_attention) and 0 < alone.final.max_attention <= 1
     for name in ("train_loss", "test_loss", "noisy_fit", "max_attention"):
-        np.testing.assert_allclose(result.final[name][1, 1, 1], getattr(alone.final, name), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(result.final[name][0, 1, 1], getattr(alone.final, name), rtol=1e-5, atol=1e-6)
 
 
 def test_wrong_engines_and_sizes_fail_before_compiling(config):

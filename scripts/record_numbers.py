@@ -1,0 +1,103 @@
+"""Record the numbers of a fixed set of runs and sweeps, so a change that must not move any number can prove it.
+
+    python scripts/record_numbers.py            # writes tests/data/numbers.npz (+ .json: how it was made)
+
+Every engine and model is covered: primal, reduced and kernel; W = I, fixed and trained W; the analytic and
+the autodiff gradient; a custom optimizer; the encoder; histories on and off; single runs (``simulate``) and
+sweeps (padded d buckets, several groups). ``tests/test_numbers.py`` recomputes them and asserts equality:
+bit for bit where the conditions match the recording (CPU model, JAX version, XLA flags), within float32
+rounding elsewhere. Rerun this script only when a change is meant to move numbers, and say so in the commit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+
+import jaxbo
+
+jaxbo.use_cpu_cores()  # before anything starts JAX: sweeps shard as a user's do
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+import optax  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FIXTURE = os.path.join(ROOT, "tests", "data", "numbers")
+SMALL = jaxbo.Config(n_train=10, T=5, d=40, n_test=64, steps=40, log_every=10, signal_norm=6.0)
+ENCODER = SMALL.replace(model="encoder", mlp_width=16, d=12, n_train=6, T=4, n_test=16, steps=20)
+
+#: name → (config, engine, optimizer) of one ``simulate`` call with histories.
+RUNS = {
+    "primal_identity": (SMALL, "primal", None),
+    "reduced_identity": (SMALL, "reduced", None),
+    "reduced_momentum": (SMALL, "reduced", optax.sgd(SMALL.lr, momentum=0.9)),
+    "primal_autodiff": (SMALL.replace(gradient="autodiff"), "primal", None),
+    "kernel_fixed": (SMALL.replace(attention="fixed"), "kernel", None),
+    "kernel_trained": (SMALL.replace(attention="trained"), "kernel", None),
+    "primal_trained": (SMALL.replace(attention="trained"), "primal", None),
+    "primal_trained_adam": (SMALL.replace(attention="trained"), "primal", optax.adam(1e-2)),
+    "encoder": (ENCODER, "auto", None),
+}
+#: name → (grid, config, engine, histories) of one ``sweep`` call (2 seeds, key 3).
+SWEEPS = {
+    "sweep_reduced": ({"d": [40, 400], "signal_norm": [2.0, 20.0]}, SMALL, "reduced", False),
+    "sweep_reduced_histories": ({"d": [40, 400], "signal_norm": [2.0, 20.0]}, SMALL, "reduced", True),
+    "sweep_primal_buckets": ({"d": [30, 34, 60], "signal_norm": [4.0]}, SMALL, "primal", False),
+    "sweep_kernel_trained": (
+        {"d": [30, 60], "noise_rate": [0.1, 0.3]},
+        SMALL.replace(attention="trained"),
+        "auto",
+        False,
+    ),
+    "sweep_encoder": ({"d": [12, 16], "signal_norm": [3.0]}, ENCODER, "auto", False),
+}
+
+
+def numbers() -> dict[str, np.ndarray]:
+    """Every recorded array by name: ``run/<case>/<final|history>/<metric>`` and ``sweep/<case>/<metric>``."""
+    arrays = {}
+    for name, (config, engine, optimizer) in RUNS.items():
+        run = jaxbo.simulate(7, config, optimizer, engine=engine)
+        for part in ("final", "history"):
+            for metric, value in vars(getattr(run, part)).items():
+                arrays[f"run/{name}/{part}/{metric}"] = np.asarray(value)
+    for name, (grid, config, engine, histories) in SWEEPS.items():
+        result = jaxbo.sweep(grid, seeds=2, config=config, key=3, engine=engine, histories=histories, progress=False)
+        for metric, value in result.final.items():
+            arrays[f"sweep/{name}/final/{metric}"] = value
+        for metric, value in result.history.items():
+            arrays[f"sweep/{name}/history/{metric}"] = value
+    return arrays
+
+
+def conditions() -> dict[str, object]:
+    """What bit-identity depends on: the CPU, the JAX version, XLA's flags and the device count."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as handle:
+            cpu = next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "jax": jax.__version__,
+        "jaxlib": jax.lib.__version__ if hasattr(jax.lib, "__version__") else jax.__version__,
+        "xla_flags": " ".join(sorted(os.environ.get("XLA_FLAGS", "").split())),
+        "devices": jax.device_count(),
+    }
+
+
+def main() -> None:
+    arrays = numbers()
+    os.makedirs(os.path.dirname(FIXTURE), exist_ok=True)
+    np.savez_compressed(FIXTURE + ".npz", **arrays)
+    with open(FIXTURE + ".json", "w") as handle:
+        json.dump({"conditions": conditions(), "arrays": len(arrays)}, handle, indent=2)
+    print(f"wrote {FIXTURE}.npz ({len(arrays)} arrays) and .json", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
