@@ -237,6 +237,7 @@ def test_saturated_losses_sit_on_the_plateaus(saturated):
             )
 
 
+@pytest.mark.slow  # 5,000 logged steps × 12 runs: a long statistical check
 def test_clean_gaps_follow_the_growth_function_in_benign_and_harmful_runs():
     # g(Λ̄(τ)) − g(0) = c·τ: the vanishing softmax update integrated (docs/model.md §7's reading). It holds for the
     # relevant token's lead in benign and harmful runs; docs/theory.md shows where it does not (noisy
