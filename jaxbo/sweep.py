@@ -211,6 +211,27 @@ def _chunk_inputs(plan: Plan, group: Group, rows: np.ndarray, sharding: NamedSha
     return jax.device_put((plan.seed_index[padded], plan.coordinate_ids[padded], values), sharding)
 
 
+def _load_finished(plan: Plan, store: CheckpointStore | None, collect) -> set[tuple[int, int]]:
+    """(group, chunk) of every chunk ``store`` holds intact, each handed to ``collect(arrays, rows)``."""
+    loaded = set()
+    for g, group in enumerate(plan.groups) if store else ():
+        for c in range(group.chunks):
+            arrays = store.load(g, c, group.chunk_rows(c))
+            if arrays is not None:
+                collect(arrays, group.chunk_rows(c))
+                loaded.add((g, c))
+    return loaded
+
+
+def _chunk_arrays(compiled, base_key, inputs, traced_config, rows: np.ndarray, histories: bool):
+    """The flat ``final/…`` and ``history/…`` arrays of one computed chunk, its padding dropped."""
+    final, history = jax.device_get(compiled(base_key, *inputs, traced_config))
+    arrays = {f"final/{k}": np.asarray(v)[: len(rows)] for k, v in vars(final).items()}
+    if histories:
+        arrays.update({f"history/{k}": np.asarray(v)[: len(rows)] for k, v in vars(history).items()})
+    return arrays
+
+
 def execute(
     plan: Plan,
     config: Config,
@@ -236,58 +257,50 @@ def execute(
             part = {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
             _scatter(into, part, rows, plan.total_runs)
 
-    chunks = [(g, c) for g, group in enumerate(plan.groups) for c in range(group.chunks)]
-    loaded = set()
-    for g, c in chunks if store else ():
-        arrays = store.load(g, c, plan.groups[g].chunk_rows(c))
-        if arrays is not None:
-            collect(arrays, plan.groups[g].chunk_rows(c))
-            loaded.add((g, c))
-    runs_done = sum(len(plan.groups[g].chunk_rows(c)) for g, c in loaded)
-    if loaded:
+    done = _load_finished(plan, store, collect)
+    runs_done = sum(len(plan.groups[g].chunk_rows(c)) for g, c in done)
+    if done:
         progress.say(
-            f"jaxbo.sweep: resuming from {store.directory}: {len(loaded)} of {len(chunks)} chunks "
-            f"({runs_done:,} of {plan.total_runs:,} runs) loaded, {len(chunks) - len(loaded)} to compute"
+            f"jaxbo.sweep: resuming from {store.directory}: {len(done)} of {plan.total_chunks} chunks "
+            f"({runs_done:,} of {plan.total_runs:,} runs) loaded, {plan.total_chunks - len(done)} to compute"
         )
         progress.resumed(runs_done)
     sharding = NamedSharding(Mesh(np.array(devices), ("runs",)), PartitionSpec("runs"))
     traced_config = jit_config(config, plan.engine)
-    compiled: dict[int, Callable] = {}
     try:
-        for g, c in chunks:
-            if (g, c) in loaded:
-                continue
-            group, rows = plan.groups[g], plan.groups[g].chunk_rows(c)
-            inputs = _chunk_inputs(plan, group, rows, sharding)
-            if g not in compiled:
-                program = chunk_program(
-                    tuple(devices),
-                    width=group.width,
-                    engine=plan.engine,
-                    log_history=histories,
-                    optimizer=optimizer,
-                    sub_chunks=group.sub_chunks,
-                )
-                progress.compiling(len(plan.groups))
-                started = time.perf_counter()
-                compiled[g] = program.lower(base_key, *inputs, traced_config).compile()
-                progress.compiled(time.perf_counter() - started)
-            final, history = jax.device_get(compiled[g](base_key, *inputs, traced_config))
-            arrays = {f"final/{k}": np.asarray(v)[: len(rows)] for k, v in vars(final).items()}
-            if histories:
-                arrays.update({f"history/{k}": np.asarray(v)[: len(rows)] for k, v in vars(history).items()})
-            if store:
-                store.save(g, c, rows, arrays)
-            collect(arrays, rows)
-            loaded.add((g, c))
-            runs_done += len(rows)
-            progress.advance(len(rows))
-            if after_chunk is not None:
-                after_chunk(len(loaded))
+        for g, group in enumerate(plan.groups):
+            compiled = None  # one program per group, compiled when its first chunk needs computing
+            for c in range(group.chunks):
+                if (g, c) in done:
+                    continue
+                rows = group.chunk_rows(c)
+                inputs = _chunk_inputs(plan, group, rows, sharding)
+                if compiled is None:
+                    program = chunk_program(
+                        tuple(devices),
+                        width=group.width,
+                        engine=plan.engine,
+                        log_history=histories,
+                        optimizer=optimizer,
+                        sub_chunks=group.sub_chunks,
+                    )
+                    progress.compiling(len(plan.groups))
+                    started = time.perf_counter()
+                    compiled = program.lower(base_key, *inputs, traced_config).compile()
+                    progress.compiled(time.perf_counter() - started)
+                arrays = _chunk_arrays(compiled, base_key, inputs, traced_config, rows, histories)
+                if store:
+                    store.save(g, c, rows, arrays)
+                collect(arrays, rows)
+                done.add((g, c))
+                runs_done += len(rows)
+                progress.advance(len(rows))
+                if after_chunk is not None:
+                    after_chunk(len(done))
     except KeyboardInterrupt as interrupt:
         if isinstance(interrupt, SweepInterrupted):
             raise
-        raise SweepInterrupted(_interrupt_message(plan, store, len(loaded), runs_done)) from None
+        raise SweepInterrupted(_interrupt_message(plan, store, len(done), runs_done)) from None
     return finals, histories_out
 
 
