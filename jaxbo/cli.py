@@ -179,6 +179,11 @@ def build_parser(
         help="shard the runs over the first K devices (default: every device; on a CPU one device per core)",
     )
     grid.add_argument(
+        "--paired",
+        action="store_true",
+        help="runs of one seed share their random draws across ‖μ‖ (common random numbers: sharper boundaries)",
+    )
+    grid.add_argument(
         "--checkpoint",
         default=None,
         metavar="DIR",
@@ -321,6 +326,7 @@ def _sweep(args, config: Config, grid: dict[str, list[float]]) -> int:
         chunk_size=args.chunk_size,
         devices=devices,
         checkpoint=args.checkpoint,
+        paired=args.paired,
     )
     paths = list(result.save(stem))
     phase_diagram(result).savefig(stem + ".png", dpi=120)

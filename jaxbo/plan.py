@@ -29,6 +29,7 @@ __all__ = [
     "CACHE_BYTES",
     "MAX_BUCKETS",
     "MEMORY_BUDGET",
+    "PAIRED_AXIS",
     "SUB_CHUNKS",
     "Backend",
     "Group",
@@ -61,9 +62,17 @@ ACCELERATOR_MEMORY_FRACTION = 0.5
 MAX_BUCKETS = 4
 
 
-def coordinate_hash(coordinates: Mapping[str, float]) -> int:
-    """A stable 31-bit id of grid coordinates, e.g. {"d": 2000, "signal_norm": 20.0}: CRC-32 of their text."""
-    text = ";".join(f"{name}={_canonical(name, coordinates[name])}" for name in sorted(coordinates))
+#: The axis a paired sweep shares its random draws across (common random numbers): ‖μ‖ only scales the signal.
+PAIRED_AXIS = "signal_norm"
+
+
+def coordinate_hash(coordinates: Mapping[str, float], paired: bool = False) -> int:
+    """A stable 31-bit id of grid coordinates, e.g. {"d": 2000, "signal_norm": 20.0}: CRC-32 of their text.
+
+    ``paired`` leaves ``signal_norm`` out, so runs that differ only in ‖μ‖ get one id, hence one key.
+    """
+    names = sorted(name for name in coordinates if not (paired and name == PAIRED_AXIS))
+    text = ";".join(f"{name}={_canonical(name, coordinates[name])}" for name in names)
     return zlib.crc32(text.encode()) & 0x7FFFFFFF
 
 
@@ -186,6 +195,7 @@ class Plan:
       coordinate_ids: (runs,) int32 ``coordinate_hash`` of every run's coordinates.
       groups: the groups, each with its chunk size.
       backend: the backend the chunk sizes were planned for.
+      paired: whether runs of one seed that differ only in ‖μ‖ share their random draws (``coordinate_hash``).
     """
 
     axes: dict[str, np.ndarray]
@@ -196,6 +206,7 @@ class Plan:
     coordinate_ids: np.ndarray
     groups: tuple[Group, ...]
     backend: Backend
+    paired: bool = False
 
     @property
     def names(self) -> list[str]:
@@ -220,18 +231,20 @@ class Plan:
             "total_runs": self.total_runs,
             "compiles": len(self.groups),
             "backend": dataclasses.asdict(self.backend),
+            "paired": self.paired,
         }
 
 
-def run_table(axes: Mapping[str, np.ndarray], seeds: int):
-    """(values, seed_index, coordinate_ids) of the grid × seeds, grid points in C order, seeds innermost."""
+def run_table(axes: Mapping[str, np.ndarray], seeds: int, paired: bool = False):
+    """(values, seed_index, coordinate_ids) of the grid × seeds, grid points in C order, seeds innermost;
+    ``paired``: ids (so keys) shared by runs that differ only in ``signal_norm``."""
     names = list(axes)
     cells = list(itertools.product(*(range(len(axes[name])) for name in names)))
     values = {
         name: np.repeat(np.asarray(axes[name])[[cell[i] for cell in cells]], seeds) for i, name in enumerate(names)
     }
     seed_index = np.tile(np.arange(seeds, dtype=np.int32), len(cells))
-    ids = [coordinate_hash({name: axes[name][cell[i]] for i, name in enumerate(names)}) for cell in cells]
+    ids = [coordinate_hash({name: axes[name][cell[i]] for i, name in enumerate(names)}, paired) for cell in cells]
     return values, seed_index, np.repeat(np.asarray(ids, dtype=np.int32), seeds)
 
 
@@ -286,9 +299,11 @@ def make_plan(
     chunk_size: int | None = None,
     memory_budget: int | None = None,
     max_buckets: int = MAX_BUCKETS,
+    paired: bool = False,
 ) -> Plan:
-    """The plan of a sweep over validated ``axes`` (``validate_grid``) × ``seeds`` with a resolved ``engine``."""
-    values, seed_index, coordinate_ids = run_table(axes, seeds)
+    """The plan of a sweep over validated ``axes`` (``validate_grid``) × ``seeds`` with a resolved ``engine``;
+    ``paired`` as in ``run_table``."""
+    values, seed_index, coordinate_ids = run_table(axes, seeds, paired)
     if engine in ("primal", "kernel") and "d" in axes:
         # The encoder cannot be zero-padded (LayerNorm averages over d features): one group per d.
         encoder = config.model == "encoder"
@@ -326,4 +341,5 @@ def make_plan(
         coordinate_ids=coordinate_ids,
         groups=tuple(groups),
         backend=backend,
+        paired=paired,
     )

@@ -305,6 +305,7 @@ def merge(parts: list[SweepResult]) -> SweepResult:
             ("config", first.config, part.config),
             ("seeds", first.seeds, part.seeds),
             ("engine", first.metadata.get("engine"), part.metadata.get("engine")),
+            ("paired", first.metadata.get("paired", False), part.metadata.get("paired", False)),
             ("regime_tolerance", first.regime_tolerance, part.regime_tolerance),
             ("metrics", sorted(first.final), sorted(part.final)),
             ("history", sorted(first.history), sorted(part.history)),

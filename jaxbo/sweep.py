@@ -36,6 +36,7 @@ from jaxbo.plan import (
     CACHE_BYTES,
     MAX_BUCKETS,
     MEMORY_BUDGET,
+    PAIRED_AXIS,
     Backend,
     Group,
     Plan,
@@ -64,13 +65,14 @@ __all__ = [
 COLLECTIVES = ("all-reduce", "all-gather", "all-to-all", "collective-permute", "reduce-scatter")
 
 
-def run_key(key, seed: int, coordinates: Mapping[str, float]) -> jax.Array:
+def run_key(key, seed: int, coordinates: Mapping[str, float], paired: bool = False) -> jax.Array:
     """The key of the run at ``coordinates`` with seed index ``seed`` in a sweep with base ``key``.
 
     ``fold_in`` on the seed index, then on the coordinates' values (not their positions), so a run's numbers
     do not depend on what else is in the grid: ``simulate(run_key(key, s, c), config.replace(**c))`` is that run.
+    ``paired`` (a paired sweep's keys) leaves ``signal_norm`` out of the coordinates.
     """
-    return jax.random.fold_in(jax.random.fold_in(as_key(key), seed), coordinate_hash(coordinates))
+    return jax.random.fold_in(jax.random.fold_in(as_key(key), seed), coordinate_hash(coordinates, paired))
 
 
 def _key_identity(key: jax.Array) -> list[int]:
@@ -318,6 +320,7 @@ def _metadata(plan: Plan, devices, *, key, optimizer, histories, store, elapsed,
         "key": key if isinstance(key, int) else ("0" if key is None else "custom key"),
         "optimizer": "sgd(config.lr)" if optimizer is None else repr(optimizer),
         "histories": histories,
+        "paired": plan.paired,
         "checkpoint": None if store is None else {"directory": store.directory, "chunks_loaded": store.loaded},
         "precision": "float32, HIGHEST-precision contractions",
         "random": devices_lib.random_settings(),
@@ -358,6 +361,16 @@ def assemble(plan: Plan, config: Config, finals, histories_out, *, histories: bo
 # --- the public entry point --------------------------------------------------------------------------------------
 
 
+def _check_paired(paired, axes) -> None:
+    if not isinstance(paired, bool):
+        raise TypeError(f"paired = {paired!r} must be True or False")
+    if paired and PAIRED_AXIS not in axes:
+        raise ValueError(
+            f"paired=True shares each seed's random draws across the values of {PAIRED_AXIS!r}, but the grid has "
+            f"no {PAIRED_AXIS!r} axis (its axes: {list(axes)})"
+        )
+
+
 def _check_options(seeds, chunk_size, memory_budget, max_buckets, regime_tolerance) -> None:
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise ValueError(f"seeds = {seeds!r} must be an int >= 1")
@@ -386,6 +399,7 @@ def sweep(
     regime_tolerance: float = REGIME_TOLERANCE,
     devices: Sequence[jax.Device] | None = None,
     checkpoint: str | os.PathLike | None = None,
+    paired: bool = False,
     _after_chunk: Callable[[int], None] | None = None,
 ) -> SweepResult:
     """Train every grid point × seed and collect final metrics (and histories) in a ``SweepResult``.
@@ -416,6 +430,11 @@ def sweep(
       checkpoint: directory for finished chunks (``jaxbo.checkpoint``): a rerun with the same arguments
         loads them and computes only the rest, giving the same numbers as an uninterrupted sweep; a
         directory of another sweep (grid, config, seeds, key, engine, plan or jaxbo version) is refused.
+      paired: share every random draw (token noise, label flips, the test draw) between the runs of one seed
+        that differ only in ‖μ‖ (``signal_norm``, which must be a grid axis): common random numbers. Each cell's
+        law is unchanged, but differences between ‖μ‖ values lose the seed-to-seed noise, so boundaries
+        located per seed are sharper. Default False: every run draws its own (``run_key(..., paired=True)``
+        gives a paired run's key). Recorded in ``metadata["paired"]``; ``merge`` refuses to mix the two.
 
     Returns:
       ``SweepResult`` with arrays (*grid_shape, seeds, …) and the plan in ``metadata["plan"]``.
@@ -426,6 +445,7 @@ def sweep(
     config = Config() if config is None else config
     engine = checked_engine(config, optimizer, engine)
     axes = validate_grid(grid, config)
+    _check_paired(paired, axes)
     _check_options(seeds, chunk_size, memory_budget, max_buckets, regime_tolerance)
     base_key = as_key(0 if key is None else key)
     if not devices or not all(isinstance(device, jax.Device) for device in devices):
@@ -441,6 +461,7 @@ def sweep(
         chunk_size=chunk_size,
         memory_budget=memory_budget,
         max_buckets=max_buckets,
+        paired=paired,
     )
     store = None
     if checkpoint is not None:
@@ -457,6 +478,8 @@ def sweep(
                 "optimizer": "sgd(config.lr)" if optimizer is None else f"custom {type(optimizer).__name__}",
                 "plan": [group.describe() for group in plan.groups],
                 "devices": len(devices),
+                # Only when set, so checkpoints of independent sweeps written before pairing existed still match.
+                **({"paired": True} if paired else {}),
             },
         )
     bar = _Progress(plan, progress)
