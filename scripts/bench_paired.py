@@ -91,11 +91,11 @@ Read from the rows above (written by the script):
 
 {chr(10).join(reading)}
 
-`theory.boundaries` locates a boundary where the *fractions* of seeds in two regimes cross along ‖μ‖. With
+[reading] `theory.boundaries` locates a boundary where the *fractions* of seeds in two regimes cross along ‖μ‖. With
 paired draws each seed switches regime once along ‖μ‖, so those fractions are the empirical distribution of the
 seeds' own switch points; with independent draws every cell is a fresh sample. The two estimators of the
-crossing have about the same variance, so pairing is not expected to narrow this statistic much; it helps
-statistics that difference cells of one seed (a boundary located per seed, then averaged).
+crossing need not differ much in variance; pairing should help statistics that difference cells of one seed
+(a boundary located per seed, then averaged), which jaxbo does not compute yet (not measured here).
 
 Pairing changes which random numbers each run uses, not any cell's law, so the two rows of a boundary are two
 estimates of the same quantity; only their uncertainty is meant to differ. No engine exploits the shared draws
