@@ -206,8 +206,8 @@ process start (imports included); *compute* = sweep time − compile; *steady* =
 that process (programs in memory); *plain*: `import jaxbo; jaxbo.sweep(grid, seeds=10)` alone (the sweep
 asks for one CPU device per core itself; no cache), the call a new user makes. Each figure is the min–max over
 the processes of its row. The same rows measured 14.8 s wall (compile 2.7 s) on 2 cores of a Zen-4 AMD EPYC
-in an earlier session (this section at commit 9479a88); the plain call's row shows the set-up costs nothing extra, so a difference between
-machines is the machine's.
+in an earlier session (this section at commit 9479a88); the plain call's row shows the set-up costs
+nothing extra, so a difference between machines is the machine's.
 
 | engine | runs | cache | processes | wall | compile | compute | steady | compiles | benign / harmful / not |
 |---|---|---|---|---|---|---|---|---|---|
