@@ -181,7 +181,7 @@ def build_parser(
     grid.add_argument(
         "--paired",
         action="store_true",
-        help="runs of one seed share their random draws across ‖μ‖ (common random numbers: sharper boundaries)",
+        help="runs of one seed share their random draws across ‖μ‖ (common random numbers; docs/scaling.md)",
     )
     grid.add_argument(
         "--checkpoint",

@@ -432,9 +432,10 @@ def sweep(
         directory of another sweep (grid, config, seeds, key, engine, plan or jaxbo version) is refused.
       paired: share every random draw (token noise, label flips, the test draw) between the runs of one seed
         that differ only in ‖μ‖ (``signal_norm``, which must be a grid axis): common random numbers. Each cell's
-        law is unchanged, but differences between ‖μ‖ values lose the seed-to-seed noise, so boundaries
-        located per seed are sharper. Default False: every run draws its own (``run_key(..., paired=True)``
-        gives a paired run's key). Recorded in ``metadata["paired"]``; ``merge`` refuses to mix the two.
+        law is unchanged, while differences between ‖μ‖ values of one seed lose the seed-to-seed noise (what
+        that does to ``theory.boundaries``: docs/benchmarks.md). Default False: every run draws its own
+        (``run_key(..., paired=True)`` gives a paired run's key). Recorded in ``metadata["paired"]``; ``merge``
+        refuses to mix the two.
 
     Returns:
       ``SweepResult`` with arrays (*grid_shape, seeds, …) and the plan in ``metadata["plan"]``.
