@@ -90,8 +90,9 @@ def encoder_parameter_count(d: int, mlp_width: int) -> int:
 
 
 #: Copies of a run's d-wide token arrays alive at its peak (samples, their noise and its draw's temporaries,
-#: the logits' operands): XLA's own figure (``compiled.memory_analysis()``) is 4.0–4.2 copies for the primal
-#: and kernel engines and the reduced one (tests/test_memory.py); one more for headroom.
+#: the logits' operands): XLA's own figure (``compiled.memory_analysis()``) came to 4.0–4.2 copies for the
+#: primal, kernel and reduced engines at d = 500…4000; one more for headroom. tests/test_memory.py holds the
+#: estimate within 1–2× of XLA's figure.
 TOKEN_COPIES = 5
 
 
