@@ -52,6 +52,12 @@ def machine() -> str:
     )
 
 
+def span(values: list[float], digits: int = 1) -> str:
+    """min–max of ``values`` in seconds with ``digits`` decimals, or one figure when they print alike."""
+    low, high = (f"{value:.{digits}f}" for value in (min(values), max(values)))
+    return f"{low} s" if low == high else f"{low}–{high} s"
+
+
 def timed(function, *args, **kwargs):
     """(result, seconds) of ``function(*args, **kwargs)``, blocking on JAX outputs."""
     start = time.perf_counter()

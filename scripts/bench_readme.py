@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 
+import _bench
 from _bench import machine, write_section
 
 import jaxbo
@@ -54,8 +55,7 @@ def cold_and_warm(command: list[str], cache_variable: str, repeats: int) -> tupl
 
 
 def span(values: list[float]) -> str:
-    low, high = min(values), max(values)
-    return f"{low:.0f} s" if round(low) == round(high) else f"{low:.0f}–{high:.0f} s"
+    return _bench.span(values, digits=0)
 
 
 def replace_marked(text: str, name: str, value: str) -> str:

@@ -23,7 +23,7 @@ use_cpu_cores()
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-from _bench import machine, timed, write_section  # noqa: E402
+from _bench import machine, span, timed, write_section  # noqa: E402
 from jax.sharding import Mesh, NamedSharding, PartitionSpec  # noqa: E402
 
 import jaxbo  # noqa: E402
@@ -64,12 +64,6 @@ def fresh_process(cache: str, seeds: int, engine: str, steady: bool, plain: bool
         check=True,
     )
     return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-def span(values: list[float]) -> str:
-    """min–max of ``values`` in seconds, or one figure when they round alike."""
-    low, high = min(values), max(values)
-    return f"{low:.1f} s" if f"{low:.1f}" == f"{high:.1f}" else f"{low:.1f}–{high:.1f} s"
 
 
 def paper_grid_rows(skip_primal: bool, repeats: int) -> list[str]:
