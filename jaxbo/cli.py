@@ -10,6 +10,7 @@ import numpy as np
 
 from jaxbo._version import __version__
 from jaxbo.config import SWEEPABLE, Config, field_names
+from jaxbo.engines import names as engine_names
 
 DESCRIPTION = (
     "jaxbo: benign overfitting in token selection of attention (Sakamoto & Sato, ICML 2025), in JAX.\n"
@@ -117,8 +118,50 @@ def _show(value) -> str:
 
 #: Defaults of ``sweep``'s grid options; a script may pass its own to ``main`` so its ``--help`` shows them.
 SWEEP_DEFAULTS = {"d": "250:5000:20", "signal_norm": "5:100:20", "seeds": 5}
+#: Help of --engine: "auto" picks the cheapest engine that is exact for the run (jaxbo.engines).
+ENGINE_HELP = "simulation engine (auto: the cheapest exact one for the model and settings)"
 #: Grids of at most this many cells get a per-cell table on the terminal.
 CELL_TABLE_LIMIT = 30
+
+
+def _add_sweep_arguments(parser: argparse.ArgumentParser, defaults: dict) -> None:
+    """The sweep command's options: grid, seeds, engine, devices, checkpoint, outputs."""
+    parser.add_argument("--d", default=defaults["d"], help="d values: start:stop:num, a,b,c or one value")
+    parser.add_argument(
+        "--signal-norm", default=defaults["signal_norm"], help="‖μ‖ values: start:stop:num, a,b,c or one value"
+    )
+    parser.add_argument(
+        "--axis",
+        action="append",
+        default=[],
+        metavar="FIELD=SPEC",
+        help=f"another grid axis, FIELD one of {', '.join(SWEEPABLE)}; SPEC as for --d (repeatable)",
+    )
+    parser.add_argument("--seeds", type=int, default=defaults["seeds"], help="runs per grid point")
+    parser.add_argument("--key", type=int, default=0, help="base seed of the sweep")
+    parser.add_argument("--engine", choices=engine_names(), default="auto", help=ENGINE_HELP)
+    parser.add_argument("--histories", action="store_true", help="also keep every run's logged metrics")
+    parser.add_argument("--chunk-size", type=int, default=None, help="runs per compiled call (default: planned)")
+    parser.add_argument(
+        "--devices",
+        type=int,
+        default=None,
+        metavar="K",
+        help="shard the runs over the first K devices (default: every device; on a CPU one device per core)",
+    )
+    parser.add_argument(
+        "--paired",
+        action="store_true",
+        help="runs of one seed share their random draws across ‖μ‖ (common random numbers; docs/scaling.md)",
+    )
+    parser.add_argument(
+        "--checkpoint",
+        default=None,
+        metavar="DIR",
+        help="keep finished chunks in DIR; the same command again resumes from them after an interruption",
+    )
+    parser.add_argument("--out", default="results", help="output directory (created once the arguments are valid)")
+    parser.add_argument("--name", default="phase_diagram", help="file name stem in --out")
 
 
 def build_parser(
@@ -153,44 +196,7 @@ def build_parser(
         formatter_class=_Formatter,
         epilog=f"example:\n  {prog} sweep --d 250:5000:20 --signal-norm 5:100:20 --seeds 5 --out results",
     )
-    grid.add_argument("--d", default=defaults["d"], help="d values: start:stop:num, a,b,c or one value")
-    grid.add_argument(
-        "--signal-norm", default=defaults["signal_norm"], help="‖μ‖ values: start:stop:num, a,b,c or one value"
-    )
-    grid.add_argument(
-        "--axis",
-        action="append",
-        default=[],
-        metavar="FIELD=SPEC",
-        help=f"another grid axis, FIELD one of {', '.join(SWEEPABLE)}; SPEC as for --d (repeatable)",
-    )
-    grid.add_argument("--seeds", type=int, default=defaults["seeds"], help="runs per grid point")
-    grid.add_argument("--key", type=int, default=0, help="base seed of the sweep")
-    grid.add_argument(
-        "--engine", choices=("auto", "primal", "reduced", "kernel"), default="auto", help="simulation engine"
-    )
-    grid.add_argument("--histories", action="store_true", help="also keep every run's logged metrics")
-    grid.add_argument("--chunk-size", type=int, default=None, help="runs per compiled call (default: planned)")
-    grid.add_argument(
-        "--devices",
-        type=int,
-        default=None,
-        metavar="K",
-        help="shard the runs over the first K devices (default: every device; on a CPU one device per core)",
-    )
-    grid.add_argument(
-        "--paired",
-        action="store_true",
-        help="runs of one seed share their random draws across ‖μ‖ (common random numbers; docs/scaling.md)",
-    )
-    grid.add_argument(
-        "--checkpoint",
-        default=None,
-        metavar="DIR",
-        help="keep finished chunks in DIR; the same command again resumes from them after an interruption",
-    )
-    grid.add_argument("--out", default="results", help="output directory (created once the arguments are valid)")
-    grid.add_argument("--name", default="phase_diagram", help="file name stem in --out")
+    _add_sweep_arguments(grid, defaults)
 
     one = commands.add_parser(
         "run",
@@ -200,9 +206,7 @@ def build_parser(
         epilog=f"example:\n  {prog} run --set d=4500 --set signal_norm=5",
     )
     one.add_argument("--key", type=int, default=0, help="seed of the run")
-    one.add_argument(
-        "--engine", choices=("auto", "primal", "reduced", "kernel"), default="auto", help="simulation engine"
-    )
+    one.add_argument("--engine", choices=engine_names(), default="auto", help=ENGINE_HELP)
     one.add_argument("--out", default="results", help="output directory (created once the arguments are valid)")
     one.add_argument("--name", default="dynamics", help="file name stem in --out")
 

@@ -38,12 +38,11 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
-import optax
 
 from jaxbo.config import Config
 from jaxbo.loss import accuracy_and_loss, logistic_loss
+from jaxbo.metrics import masked_mean, mean_gaps, role_attention
 from jaxbo.model import PRECISION
-from jaxbo.theory import masked_mean, mean_gaps, role_attention
 
 #: LayerNorm's ε (PyTorch's default).
 LAYER_NORM_EPS = 1e-5
@@ -235,47 +234,9 @@ def test_metrics(params: EncoderParams, test) -> dict[str, jax.Array]:
     return dict(test_accuracy=accuracy, test_loss=loss, attention_test=roles)
 
 
-def train(
-    config: Config,
-    params: EncoderParams,
-    train_set,
-    test_set,
-    *,
-    optimizer: optax.GradientTransformation | None = None,
-    log_history: bool = True,
-) -> tuple[EncoderParams, dict[str, jax.Array] | None, dict[str, jax.Array]]:
-    """Full-batch gradient descent on every encoder parameter; pure and jit-able.
-
-    The gradient is ``jax.grad`` of ``empirical_loss``; steps run in ``lax.scan`` blocks of
-    ``config.log_every`` as in ``jaxbo.train.train``.
-
-    Args:
-      config: run configuration (``lr``, ``steps``, ``log_every``).
-      params: initial ``EncoderParams``.
-      train_set, test_set: ``data.Dataset`` with tokens (n, T, d).
-      optimizer: any optax transformation over the parameter pytree; default ``optax.sgd(config.lr)``.
-      log_history: record metrics after every block.
-
-    Returns:
-      (final params, history as a dict of (n_logs, …) arrays or None, final metrics as a dict).
-    """
-    optimizer = optax.sgd(config.lr) if optimizer is None else optimizer
-    gradient = jax.grad(empirical_loss)
-
-    def step(carry, _):
-        current, state = carry
-        updates, state = optimizer.update(gradient(current, train_set.tokens, train_set.labels), state, current)
-        return (optax.apply_updates(current, updates), state), None
-
-    def evaluate(current):
-        return {**train_metrics(current, train_set), **test_metrics(current, test_set)}
-
-    def block(carry, _):
-        carry, _ = jax.lax.scan(step, carry, length=config.log_every)
-        return carry, evaluate(carry[0]) if log_history else None
-
-    (params, _), history = jax.lax.scan(block, (params, optimizer.init(params)), length=config.n_logs)
-    return params, history, evaluate(params)
+def parameter_count(d: int, mlp_width: int) -> int:
+    """Number of parameters of the one-layer encoder (``EncoderParams``) of width d and MLP width m."""
+    return 3 * d * d + 2 * d * mlp_width + mlp_width + 9 * d + 1
 
 
 def flops_per_step(config: Config, d: int) -> int:

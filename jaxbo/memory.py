@@ -87,99 +87,29 @@ def available_memory() -> int | None:
     return physical_memory()
 
 
-def encoder_parameter_count(d: int, mlp_width: int) -> int:
-    """Number of parameters of the one-layer encoder (``jaxbo.encoder.EncoderParams``) of width d."""
-    return 3 * d * d + 2 * d * mlp_width + mlp_width + 9 * d + 1
-
-
-#: Copies of a run's d-wide token arrays alive at its peak (samples, their noise and its draw's temporaries,
-#: the logits' operands): XLA's own figure (``compiled.memory_analysis()``) came to 4.0–4.2 copies for the
-#: primal, kernel and reduced engines at d = 500…4000; one more for headroom. tests/test_memory.py holds the
-#: estimate within 1–2× of XLA's figure.
-TOKEN_COPIES = 5
-
-
-def bytes_per_run(config: Config, engine: str, width: int, log_history: bool) -> int:
-    """Peak bytes of one run's arrays (tokens and their sampling temporaries, W, histories), an upper bound of
-    XLA's own figure for the compiled run (argument + output + temporaries; tests/test_memory.py holds it to
-    between 1× and 2× of it at several sizes for every engine).
-
-    The encoder holds its parameters, their gradient and the new parameters (3 copies: XLA's figure is 2.6–3
-    at d >= 500), its activations, and a full d-dimensional test set (sampled, then layer-normalised).
-    """
-    T = config.T
-    if config.model == "encoder":
-        parameters = encoder_parameter_count(width, config.mlp_width)
-        n = config.n_train
-        activations = 8 * n * (T + 1) * width + 4 * n * config.mlp_width
-        data = 3 * T * width * n + 5 * T * width * config.n_test
-        history = 40 * config.n_logs if log_history else 0
-        return 4 * (3 * parameters + activations + data + history)
-    if engine == "reduced":
-        N = config.n_train * T
-        test_width = (2 + N) if log_history else 3
-        data = 4 * T * (config.n_train * (2 + N) + config.n_test * test_width) * TOKEN_COPIES + 4 * N * N * 2
-    else:
-        # Final-only runs draw their test set in 4 coordinates (data.sample_test_projected).
-        samples = config.n_train + (config.n_test if log_history else 0)
-        data = 4 * T * width * samples * TOKEN_COPIES + 4 * T * config.n_test * 12
-        if config.attention != "identity":  # W₀, W, its gradient and update: 4 copies of d × d
-            data += 4 * width * width * 4
-        if engine == "kernel":  # M = W₀Xᵀ and the (nT)² matrices K, G, A
-            N = config.n_train * T
-            data += 4 * width * N * 2 + 4 * N * N * 4
-    history = 4 * 40 * config.n_logs if log_history else 0
-    return data + history
-
-
-def step_bytes(config: Config, engine: str, width: int) -> int:
-    """Bytes one run reads at every gradient step: its (nT)² Gram matrix (the reduced engine's kernel form),
-    its K, G and A (the kernel engine) or its tokens (n, T, width) (the primal engine)."""
-    tokens = config.n_train * config.T
-    if config.model == "encoder":  # every weight, read once per step
-        return 4 * encoder_parameter_count(width, config.mlp_width)
-    if engine == "reduced":
-        return 4 * tokens * tokens
-    if engine == "kernel":
-        return 3 * 4 * tokens * tokens
-    return 4 * tokens * width
-
-
-def check_fits(config: Config, engine: str, width: int, log_history: bool, backend: Backend | None = None) -> None:
+def check_fits(config: Config, engine, width: int, log_history: bool, backend: Backend | None = None) -> None:
     """Refuse, before compiling, runs whose arrays cannot fit in memory (or in int32 indexing), naming the size.
 
-    Each device holds at least one run at a time. GPU and TPU devices have their own memory; JAX's CPU devices
-    share the host's, so on a CPU the runs of every device at once (``device_count`` × one run) and the
-    process itself (``HOST_OVERHEAD``) must fit in it. ``backend=None`` checks one run against this machine's
-    available memory without starting JAX.
+    ``engine`` is a ``jaxbo.engines.Engine``: it owns its runs' cost (``bytes_per_run``), its widest index
+    (``max_width``) and the words of a refusal (``size_words``). Each device holds at least one run at a time.
+    GPU and TPU devices have their own memory; JAX's CPU devices share the host's, so on a CPU the runs of every
+    device at once (``device_count`` × one run) and the process itself (``HOST_OVERHEAD``) must fit in it.
+    ``backend=None`` checks one run against this machine's available memory without starting JAX.
     """
-    if engine == "reduced":
-        return
     if backend is None:
         backend = Backend(platform="cpu", device_count=1, memory_bytes=available_memory())
-    if width > MAX_PRIMAL_WIDTH:
+    if engine.max_width is not None and width > engine.max_width:
         raise ValueError(
-            f"Config.d = {width} is too large for the {engine} engine: it indexes coordinates with int32 "
-            f"(d <= {MAX_PRIMAL_WIDTH}). The reduced engine (engine='auto' or 'reduced', W = I) takes any d."
+            f"Config.d = {width} is too large for the {engine.name} engine: it indexes coordinates with int32 "
+            f"(d <= {engine.max_width}). The reduced engine (engine='auto' or 'reduced', W = I) takes any d."
         )
-    per_run = bytes_per_run(config, engine, width, log_history)
+    per_run = engine.bytes_per_run(config, width, log_history)
     at_once = backend.device_count if backend.shares_memory else 1
     overhead = HOST_OVERHEAD if backend.shares_memory else 0
     needed = per_run * at_once + overhead
     if backend.memory_bytes is None or needed <= backend.memory_bytes:
         return
-    if config.model == "encoder":
-        size = f"Config.d = {width} with Config.mlp_width = {config.mlp_width}"
-        what = (
-            f"one encoder run (its {encoder_parameter_count(width, config.mlp_width):,} parameters, their "
-            f"gradient and a {config.n_test}-sample test set)"
-        )
-        remedy = "The encoder has no reduced form: use a smaller d, mlp_width or n_test."
-    else:
-        size, what = f"Config.d = {width}", f"one {engine} run"
-        if config.attention != "identity":
-            what += f" (its {width} × {width} W in 4 copies)"
-        remedy = "Use the reduced engine (W = I: any d at the cost of d ≈ n·T), or a smaller d."
+    size, what, remedy = engine.size_words(config, width)
     if at_once > 1:
         where = (
             f"{at_once} such runs at once (one per CPU device; the {at_once} devices and this process share the "

@@ -1,12 +1,12 @@
 """The plan of a sweep: grid + config → run table and chunk plan. Pure Python and numpy, nothing compiles.
 
-The Cartesian product of the grid × seeds is one flat table of runs. Runs are grouped by array width (one
-group, one compile, unless the primal engine sweeps d: then a few *buckets* of nearby d, each padded to its
-widest member; the encoder, which cannot be padded, gets one group per d), and each group is cut into equal
-chunks, one compiled call each. How big a chunk is depends on the backend: on a CPU a chunk's training data
+The Cartesian product of the grid × seeds is one flat table of runs. Runs are grouped by array width: one
+group, one compile, unless a sweep over d changes the width; then, where the engine pads (``Engine.padding``),
+a few *buckets* of nearby d, each padded to its widest member, else one group per d. Each group is cut into
+equal chunks, one compiled call each. How big a chunk is depends on the backend: on a CPU a chunk's training data
 should stay in the cache (measured: 3× faster than big chunks); on an accelerator a chunk is as large as the
 device memory budget allows, so a phase diagram is one compiled call. ``sweep`` executes a plan; this module
-only decides it, so it is testable without a device.
+only decides it, so it is testable without a device. What a run costs is the engine's to say (``Engine``).
 """
 
 from __future__ import annotations
@@ -20,9 +20,11 @@ from typing import Any
 
 import numpy as np
 
+from jaxbo import engines as engines_lib
+from jaxbo import memory
 from jaxbo.config import SWEEPABLE, Config
-from jaxbo.memory import Backend, bytes_per_run, check_fits, physical_memory, step_bytes
-from jaxbo.reduced import width as reduced_width
+from jaxbo.engines import Engine
+from jaxbo.memory import Backend, physical_memory
 
 __all__ = [
     "ACCELERATOR_MEMORY_FRACTION",
@@ -32,6 +34,7 @@ __all__ = [
     "PAIRED_AXIS",
     "SUB_CHUNKS",
     "Backend",
+    "Engine",
     "Group",
     "Plan",
     "bytes_per_run",
@@ -60,6 +63,26 @@ SUB_CHUNKS = 16
 ACCELERATOR_MEMORY_FRACTION = 0.5
 #: Default upper bound on the number of d buckets (compiles) of a primal sweep.
 MAX_BUCKETS = 4
+
+
+def engine_of(config: Config, engine: str | Engine) -> Engine:
+    """``engine`` as an ``Engine``: a registered name (for ``config.model``) is looked up."""
+    return engine if isinstance(engine, Engine) else engines_lib.lookup(config.model, engine)
+
+
+def bytes_per_run(config: Config, engine: str | Engine, width: int, log_history: bool) -> int:
+    """Peak bytes of one run of ``engine`` (a name or an ``Engine``) at ``width``: ``Engine.bytes_per_run``."""
+    return engine_of(config, engine).bytes_per_run(config, width, log_history)
+
+
+def step_bytes(config: Config, engine: str | Engine, width: int) -> int:
+    """Bytes one step of one run reads: ``Engine.step_bytes``."""
+    return engine_of(config, engine).step_bytes(config, width)
+
+
+def check_fits(config: Config, engine: str | Engine, width: int, log_history: bool, backend=None) -> None:
+    """``memory.check_fits`` for ``engine`` given by name or as an ``Engine``."""
+    memory.check_fits(config, engine_of(config, engine), width, log_history, backend)
 
 
 #: The axis a paired sweep shares its random draws across (common random numbers): ‖μ‖ only scales the signal.
@@ -189,7 +212,7 @@ class Plan:
     Attributes:
       axes: grid axis name → (values,) array, in the grid's order.
       seeds: runs per grid point.
-      engine: ``"primal"``, ``"kernel"`` or ``"reduced"`` (resolved).
+      engine: the resolved ``Engine``.
       values: axis name → (runs,) value of every run; runs are grid points in C order, seeds innermost.
       seed_index: (runs,) int32 seed index of every run.
       coordinate_ids: (runs,) int32 ``coordinate_hash`` of every run's coordinates.
@@ -200,7 +223,7 @@ class Plan:
 
     axes: dict[str, np.ndarray]
     seeds: int
-    engine: str
+    engine: Engine
     values: dict[str, np.ndarray]
     seed_index: np.ndarray
     coordinate_ids: np.ndarray
@@ -250,7 +273,7 @@ def run_table(axes: Mapping[str, np.ndarray], seeds: int, paired: bool = False):
 
 def chunk_shape(
     config: Config,
-    engine: str,
+    engine: str | Engine,
     width: int,
     runs: int,
     *,
@@ -288,12 +311,26 @@ def chunk_shape(
     return batch * sub_chunks, sub_chunks
 
 
+def _width_groups(axes, values, config: Config, engine: Engine, max_buckets: int) -> list[tuple[int, np.ndarray]]:
+    """(width, run-table rows) of each group: one group unless d is swept and the width follows d; then d
+    buckets where the engine pads with zeros (``plan_buckets``), else one group per d."""
+    runs = len(next(iter(values.values())))
+    if engine.padding == "free" or "d" not in axes:
+        return [(engine.width(config), np.arange(runs))]
+    if engine.padding == "zeros":
+        bucket_widths = plan_buckets(axes["d"], max_buckets)
+    else:
+        bucket_widths = sorted(int(d) for d in np.unique(axes["d"]))
+    run_width = np.array([min(w for w in bucket_widths if w >= d) for d in values["d"]])
+    return [(width, np.flatnonzero(run_width == width)) for width in bucket_widths]
+
+
 def make_plan(
     axes: Mapping[str, np.ndarray],
     config: Config,
     *,
     seeds: int,
-    engine: str,
+    engine: str | Engine,
     histories: bool,
     backend: Backend,
     chunk_size: int | None = None,
@@ -301,25 +338,13 @@ def make_plan(
     max_buckets: int = MAX_BUCKETS,
     paired: bool = False,
 ) -> Plan:
-    """The plan of a sweep over validated ``axes`` (``validate_grid``) × ``seeds`` with a resolved ``engine``;
-    ``paired`` as in ``run_table``."""
+    """The plan of a sweep over validated ``axes`` (``validate_grid``) × ``seeds`` with a resolved ``engine``
+    (an ``Engine``, or a registered name); ``paired`` as in ``run_table``."""
+    engine = engine_of(config, engine)
     values, seed_index, coordinate_ids = run_table(axes, seeds, paired)
-    if engine in ("primal", "kernel") and "d" in axes:
-        # The encoder cannot be zero-padded (LayerNorm averages over d features): one group per d.
-        encoder = config.model == "encoder"
-        if encoder:
-            bucket_widths = sorted(int(d) for d in np.unique(axes["d"]))
-        else:
-            bucket_widths = plan_buckets(axes["d"], max_buckets)
-        run_width = np.array([min(w for w in bucket_widths if w >= d) for d in values["d"]])
-        members = [(width, np.flatnonzero(run_width == width)) for width in bucket_widths]
-    else:
-        width = reduced_width(config) if engine == "reduced" else config.d
-        members = [(width, np.arange(len(seed_index)))]
     groups = []
-    for width, rows in members:
-        if engine != "reduced":
-            check_fits(config, engine, int(width), histories, backend)
+    for width, rows in _width_groups(axes, values, config, engine, max_buckets):
+        check_fits(config, engine, int(width), histories, backend)
         size, sub_chunks = chunk_shape(
             config,
             engine,

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from jaxbo import engines
 from jaxbo.data import ROLE_NAMES
 from jaxbo.results import SweepResult
 from jaxbo.theory import REGIME_NAMES
@@ -95,12 +96,12 @@ def _number(value) -> str:
 
 
 def model_name(config) -> str:
-    """The model a run trained, in words: the attention model with its W, or the encoder with its MLP width."""
-    if config.model == "encoder":
-        mlp = f"MLP width {config.mlp_width}" if config.mlp_width else "no MLP"
-        return f"one-layer Transformer encoder ({mlp})"
-    weights = {"identity": "W = I", "fixed": "W fixed random", "trained": "W trained"}[config.attention]
-    return f"attention model ({weights}, p trained)"
+    """The model a run trained, in words (its engines' ``Engine.title``): the attention model with its W, or the
+    encoder with its MLP width."""
+    for engine in engines.for_model(config.model):
+        if engine.title is not None:
+            return engine.title(config)
+    return f"{config.model} model"
 
 
 def _fixed_settings(result: SweepResult, varying: set[str]) -> str:
@@ -163,6 +164,26 @@ def _colour_range(name: str, values: np.ndarray) -> tuple[float, float]:
     return low, high
 
 
+def colour_panel(figure, axis, edges, data: np.ndarray, name: str, result: SweepResult, colour_range, suffix: str):
+    """One phase-diagram panel: the majority regime in the regime colours, or a metric's seed means on
+    ``colour_range`` (low, high), with its colour bar and title."""
+    from matplotlib.colors import BoundaryNorm, ListedColormap
+
+    x_edges, y_edges = edges
+    if name == "regime":
+        colours, norm = ListedColormap(REGIME_COLOURS), BoundaryNorm([-0.5, 0.5, 1.5, 2.5], 3)
+        mesh = axis.pcolormesh(x_edges, y_edges, data, cmap=colours, norm=norm)
+        bar = figure.colorbar(mesh, ax=axis, ticks=[0, 1, 2])
+        bar.ax.set_yticklabels(REGIME_NAMES)
+        axis.set_title(f"regime (majority; benign: test ≥ {1 - result.regime_tolerance:g}){suffix}")
+        return
+    low, high = colour_range
+    cmap = "magma" if name.endswith("loss") else "viridis"
+    mesh = axis.pcolormesh(x_edges, y_edges, data, cmap=cmap, vmin=low, vmax=high)
+    figure.colorbar(mesh, ax=axis, label=f"{METRIC_TITLES.get(name, name)} ({_seeds_text(result.seeds)})")
+    axis.set_title(METRIC_TITLES.get(name, name) + suffix)
+
+
 def phase_diagram(
     result: SweepResult,
     *,
@@ -191,8 +212,8 @@ def phase_diagram(
         Figure 5), ``noisy_fit`` and ``regime``, or any other scalar ``Metrics`` field.
       select: values of further grid axes to keep, e.g. ``{"noise_rate": 0.2}``; the others become rows.
       title: figure title (default: the settings every panel shares, read from the result).
-      theory: (x = d, y = signal_norm only) draw the measured boundaries (``theory.boundaries``, with
-        bootstrap errors) and their fitted lines ‖μ‖ ∝ d^b (``theory.fit_boundaries``, exponent and 95 % CI
+      theory: (x = d, y = signal_norm only) draw the measured boundaries (``analysis.boundaries``, with
+        bootstrap errors) and their fitted lines ‖μ‖ ∝ d^b (``analysis.fit_boundaries``, exponent and 95 % CI
         against the theory's ¼ and ½ in the legend), and SNR = ‖μ‖/(σ√d) contour lines.
       snr_levels: SNR values of the contour lines (default: powers of 10 inside the grid) when ``theory``.
       boundary: optional (len(y values), len(x values)) array; its 0.5 level is drawn over every panel, e.g. a
@@ -202,7 +223,6 @@ def phase_diagram(
     Returns:
       A matplotlib ``Figure`` with one ``pcolormesh`` panel per metric per row, with colour bars.
     """
-    from matplotlib.colors import BoundaryNorm, ListedColormap
     from matplotlib.figure import Figure
 
     rows = _plane_indexers(result, x, y, select)
@@ -231,24 +251,7 @@ def phase_diagram(
     for (label, plane), row in zip(rows, axes, strict=True):
         suffix = f" ({label})" if label else ""
         for axis, name in zip(row, metrics, strict=True):
-            data = plane(values[name])
-            if name == "regime":
-                mesh = axis.pcolormesh(
-                    x_edges,
-                    y_edges,
-                    data,
-                    cmap=ListedColormap(REGIME_COLOURS),
-                    norm=BoundaryNorm([-0.5, 0.5, 1.5, 2.5], 3),
-                )
-                bar = figure.colorbar(mesh, ax=axis, ticks=[0, 1, 2])
-                bar.ax.set_yticklabels(REGIME_NAMES)
-                axis.set_title(f"regime (majority; benign: test ≥ {1 - result.regime_tolerance:g}){suffix}")
-            else:
-                low, high = ranges[name]
-                cmap = "magma" if name.endswith("loss") else "viridis"
-                mesh = axis.pcolormesh(x_edges, y_edges, data, cmap=cmap, vmin=low, vmax=high)
-                figure.colorbar(mesh, ax=axis, label=f"{METRIC_TITLES.get(name, name)} ({_seeds_text(result.seeds)})")
-                axis.set_title(METRIC_TITLES.get(name, name) + suffix)
+            colour_panel(figure, axis, (x_edges, y_edges), plane(values[name]), name, result, ranges.get(name), suffix)
             axis.set_xlabel(LABELS.get(x, x))
             axis.set_ylabel(LABELS.get(y, y))
             axis.set_xscale("log" if log_x else "linear")
@@ -292,10 +295,10 @@ def _theory_overlay(result: SweepResult, row, select: dict, snr_levels, edges) -
     returns the row's legend (handles, labels)."""
     from matplotlib import patheffects
 
-    from jaxbo import theory as theory_lib
+    from jaxbo import analysis
 
-    measured = theory_lib.boundaries(result, select=select)
-    fits = theory_lib.fit_boundaries(measured)
+    measured = analysis.boundaries(result, select=select)
+    fits = analysis.fit_boundaries(measured)
     d = np.asarray(result.coords["d"], np.float64)
     mu = np.asarray(result.coords["signal_norm"], np.float64)
     sigma = result.config.sigma

@@ -12,13 +12,11 @@ import numpy as np
 
 from jaxbo.config import Config, field_names
 from jaxbo.theory import (
-    BENIGN,
-    HARMFUL,
-    NOT_OVERFITTING,
     REGIME_NAMES,
     class_balance,
     clean_dominance,
     first_time,
+    regime,
 )
 
 #: Default ε of the benign/harmful split: benign needs test accuracy >= 1 − ε.
@@ -86,11 +84,8 @@ class SweepResult:
     @property
     def regime(self) -> np.ndarray:
         """Regime code of every run, (*grid_shape, seeds): ``theory.BENIGN``, ``HARMFUL`` or ``NOT_OVERFITTING``."""
-        train = self.final["train_accuracy"]
-        test = self.final["test_accuracy"]
-        fitted = train >= 1.0
-        benign = test >= 1.0 - self.regime_tolerance
-        return np.where(fitted, np.where(benign, BENIGN, HARMFUL), NOT_OVERFITTING).astype(np.int32)
+        codes = regime(self.final["train_accuracy"], self.final["test_accuracy"], self.regime_tolerance)
+        return np.asarray(codes, np.int32)
 
     def regime_fractions(self) -> np.ndarray:
         """Fraction of seeds in each regime, (*grid_shape, 3) in ``theory.REGIME_NAMES`` order."""
@@ -286,6 +281,22 @@ def _json_default(value):
     return value
 
 
+def _check_mergeable(first: SweepResult, part: SweepResult) -> None:
+    """``ValueError`` naming the first property (axes, config, seeds, engine, pairing…) two parts differ in."""
+    for name, mine, theirs in (
+        ("dims", first.dims, part.dims),
+        ("config", first.config, part.config),
+        ("seeds", first.seeds, part.seeds),
+        ("engine", first.metadata.get("engine"), part.metadata.get("engine")),
+        ("paired", first.metadata.get("paired", False), part.metadata.get("paired", False)),
+        ("regime_tolerance", first.regime_tolerance, part.regime_tolerance),
+        ("metrics", sorted(first.final), sorted(part.final)),
+        ("history", sorted(first.history), sorted(part.history)),
+    ):
+        if mine != theirs:
+            raise ValueError(f"cannot merge: parts differ in {name} ({mine!r} vs {theirs!r})")
+
+
 def merge(parts: list[SweepResult]) -> SweepResult:
     """One ``SweepResult`` from sweeps over slices of one grid (e.g. one slice per host of a multi-host run).
 
@@ -300,18 +311,7 @@ def merge(parts: list[SweepResult]) -> SweepResult:
     if len(parts) == 1:
         return first
     for part in parts[1:]:
-        for name, mine, theirs in (
-            ("dims", first.dims, part.dims),
-            ("config", first.config, part.config),
-            ("seeds", first.seeds, part.seeds),
-            ("engine", first.metadata.get("engine"), part.metadata.get("engine")),
-            ("paired", first.metadata.get("paired", False), part.metadata.get("paired", False)),
-            ("regime_tolerance", first.regime_tolerance, part.regime_tolerance),
-            ("metrics", sorted(first.final), sorted(part.final)),
-            ("history", sorted(first.history), sorted(part.history)),
-        ):
-            if mine != theirs:
-                raise ValueError(f"cannot merge: parts differ in {name} ({mine!r} vs {theirs!r})")
+        _check_mergeable(first, part)
     grid_dims = first.dims[:-1]
     varying = [
         name

@@ -32,6 +32,7 @@ from jaxbo import devices as devices_lib
 from jaxbo._version import __version__
 from jaxbo.checkpoint import CheckpointStore
 from jaxbo.config import Config, with_traced
+from jaxbo.engines import Engine
 from jaxbo.plan import (
     CACHE_BYTES,
     MAX_BUCKETS,
@@ -88,7 +89,7 @@ def chunk_program(
     devices: tuple[jax.Device, ...],
     *,
     width: int,
-    engine: str,
+    engine: Engine,
     log_history: bool,
     optimizer: optax.GradientTransformation | None,
     sub_chunks: int = 1,
@@ -208,8 +209,8 @@ def _chunk_inputs(plan: Plan, group: Group, rows: np.ndarray, sharding: NamedSha
     """Device-placed (seed_index, coordinate_id, values) of a chunk, padded to the group's chunk size by
     repeating its last run (the repeats are dropped afterwards)."""
     padded = np.concatenate([rows, np.full(group.chunk_size - len(rows), rows[-1])])
-    d_type = np.float32 if plan.engine == "reduced" else np.int32  # the reduced engine takes any d as a float
-    values = {name: plan.values[name][padded].astype(d_type if name == "d" else np.float32) for name in plan.names}
+    dtypes = {name: plan.engine.d_dtype if name == "d" else np.float32 for name in plan.names}
+    values = {name: plan.values[name][padded].astype(dtypes[name]) for name in plan.names}
     return jax.device_put((plan.seed_index[padded], plan.coordinate_ids[padded], values), sharding)
 
 
@@ -312,7 +313,7 @@ def execute(
 def _metadata(plan: Plan, devices, *, key, optimizer, histories, store, elapsed, progress) -> dict:
     """The JSON-able facts of a sweep: what ran, where, with which versions and random-number settings."""
     return {
-        "engine": plan.engine,
+        "engine": plan.engine.name,
         "plan": plan.describe(),
         "elapsed_s": elapsed,
         "compile_s": progress.compile_seconds,
@@ -383,6 +384,27 @@ def _check_options(seeds, chunk_size, memory_budget, max_buckets, regime_toleran
         raise ValueError(f"regime_tolerance = {regime_tolerance!r} must be a number in [0, 1)")
 
 
+def _open_store(checkpoint, plan: Plan, config: Config, base_key, optimizer, histories: bool, devices):
+    """The checkpoint store of this sweep: its fingerprint names everything a chunk's numbers depend on."""
+    return CheckpointStore(
+        checkpoint,
+        {
+            "jaxbo": __version__,
+            "grid": {name: values.tolist() for name, values in plan.axes.items()},
+            "config": config_to_json(config),
+            "seeds": plan.seeds,
+            "key": _key_identity(base_key),
+            "engine": plan.engine.name,
+            "histories": histories,
+            "optimizer": "sgd(config.lr)" if optimizer is None else f"custom {type(optimizer).__name__}",
+            "plan": [group.describe() for group in plan.groups],
+            "devices": len(devices),
+            # Only when set, so checkpoints of independent sweeps written before pairing existed still match.
+            **({"paired": True} if plan.paired else {}),
+        },
+    )
+
+
 def sweep(
     grid: Mapping[str, Sequence[float]],
     *,
@@ -390,7 +412,7 @@ def sweep(
     config: Config | None = None,
     key=None,
     progress: bool = True,
-    engine: str = "auto",
+    engine: str | Engine = "auto",
     histories: bool = False,
     optimizer: optax.GradientTransformation | None = None,
     chunk_size: int | None = None,
@@ -411,7 +433,7 @@ def sweep(
       config: base configuration for every field the grid does not set (default ``Config()``).
       key: base key or int seed (default 0). Run keys: ``run_key(key, seed, coordinates)``.
       progress: a progress bar (``tqdm``) on stderr, with compile time apart from the rate and ETA.
-      engine: ``"auto"``, ``"primal"``, ``"reduced"`` or ``"kernel"``, as in ``simulate``.
+      engine: ``"auto"``, ``"primal"``, ``"reduced"``, ``"kernel"`` or an ``Engine``, as in ``simulate``.
       histories: also keep every run's logged metrics (memory: runs × n_logs × ~40 floats).
       optimizer: optax transformation for every run (default gradient descent with ``config.lr``; with ``lr``
         in the grid only the default follows it).
@@ -433,7 +455,7 @@ def sweep(
       paired: share every random draw (token noise, label flips, the test draw) between the runs of one seed
         that differ only in ‖μ‖ (``signal_norm``, which must be a grid axis): common random numbers. Each cell's
         law is unchanged, while differences between ‖μ‖ values of one seed lose the seed-to-seed noise (what
-        that does to ``theory.boundaries``: docs/benchmarks.md). Default False: every run draws its own
+        that does to ``analysis.boundaries``: docs/benchmarks.md). Default False: every run draws its own
         (``run_key(..., paired=True)`` gives a paired run's key). Recorded in ``metadata["paired"]``; ``merge``
         refuses to mix the two.
 
@@ -464,25 +486,9 @@ def sweep(
         max_buckets=max_buckets,
         paired=paired,
     )
-    store = None
-    if checkpoint is not None:
-        store = CheckpointStore(
-            checkpoint,
-            {
-                "jaxbo": __version__,
-                "grid": {name: values.tolist() for name, values in axes.items()},
-                "config": config_to_json(config),
-                "seeds": seeds,
-                "key": _key_identity(base_key),
-                "engine": engine,
-                "histories": histories,
-                "optimizer": "sgd(config.lr)" if optimizer is None else f"custom {type(optimizer).__name__}",
-                "plan": [group.describe() for group in plan.groups],
-                "devices": len(devices),
-                # Only when set, so checkpoints of independent sweeps written before pairing existed still match.
-                **({"paired": True} if paired else {}),
-            },
-        )
+    store = (
+        None if checkpoint is None else _open_store(checkpoint, plan, config, base_key, optimizer, histories, devices)
+    )
     bar = _Progress(plan, progress)
     try:
         finals, histories_out = execute(

@@ -40,7 +40,7 @@ TRAFFIC_COPIES = 6
 
 def traffic_per_step(config: jaxbo.Config, d: int) -> int:
     """Bytes of weights one training step moves at width d (``TRAFFIC_COPIES`` float32 copies)."""
-    return TRAFFIC_COPIES * 4 * memory.encoder_parameter_count(d, config.mlp_width)
+    return TRAFFIC_COPIES * 4 * encoder.parameter_count(d, config.mlp_width)
 
 
 def seconds(d: int, steps: int) -> float:
@@ -120,7 +120,7 @@ FLOPs per step count the matrix products of the [CLS]-only forward pass ×3 for 
 **The paper's 39 × 39 grid, one seed** (1521 runs, d = 250 … 5000): {total_flops / 1e15:.2f} PFLOP of training.
 - On this machine, from the a + b·d + c·d² fit of the machine time per run: **{cpu_grid / 3600:.1f} h**.
 - A step is memory-bound: each weight matrix meets only n = 20 rows, so a step moves about
-  {TRAFFIC_COPIES} float32 copies of the {memory.encoder_parameter_count(2000, 2000) / 1e6:.0f} M parameters
+  {TRAFFIC_COPIES} float32 copies of the {encoder.parameter_count(2000, 2000) / 1e6:.0f} M parameters
   (at d = 2000) for 2 × 3 × 20 FLOPs per weight; the last column is that traffic over the step time.
 - On one H100 SXM (80 GB), **estimated, not measured**: the grid moves {total_bytes / 1e15:.2f} PB of weights,
   {gpu_memory[0.8] / 60:.0f}–{gpu_memory[0.5] / 60:.0f} min at 80–50 % of its

@@ -21,7 +21,7 @@ jaxbo.use_cpu_cores()  # before anything starts JAX: one CPU device per core
 import numpy as np  # noqa: E402
 from _bench import machine, write_section  # noqa: E402
 
-from jaxbo import theory  # noqa: E402
+from jaxbo import analysis  # noqa: E402
 
 GRID = {
     "d": np.unique(np.geomspace(100, 10**6, 13).round()).astype(int).tolist(),
@@ -33,8 +33,8 @@ def measure(seeds: int, paired: bool) -> dict:
     started = time.perf_counter()
     result = jaxbo.sweep(GRID, seeds=seeds, config=jaxbo.Config(n_test=500), paired=paired, progress=True)
     wall = time.perf_counter() - started
-    measured = theory.boundaries(result, bootstraps=200)
-    fits = theory.fit_boundaries(measured)
+    measured = analysis.boundaries(result, bootstraps=200)
+    fits = analysis.fit_boundaries(measured)
     row = {"wall": wall, "compile": result.metadata["compile_s"]}
     for kind in ("harmful", "not_overfitting"):
         values, errors = getattr(measured, kind), getattr(measured, f"{kind}_error")
@@ -91,7 +91,7 @@ Read from the rows above (written by the script):
 
 {chr(10).join(reading)}
 
-[reading] `theory.boundaries` locates a boundary where the *fractions* of seeds in two regimes cross along ‖μ‖. With
+[reading] `analysis.boundaries` locates a boundary where the *fractions* of seeds in two regimes cross along ‖μ‖. With
 paired draws each seed switches regime once along ‖μ‖, so those fractions are the empirical distribution of the
 seeds' own switch points; with independent draws every cell is a fresh sample. The two estimators of the
 crossing need not differ much in variance; pairing should help statistics that difference cells of one seed

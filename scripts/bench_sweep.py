@@ -27,7 +27,10 @@ from _bench import machine, span, timed, write_section  # noqa: E402
 from jax.sharding import Mesh, NamedSharding, PartitionSpec  # noqa: E402
 
 import jaxbo  # noqa: E402
+from jaxbo.engines import lookup  # noqa: E402
 from jaxbo.train import jit_config  # noqa: E402
+
+REDUCED = lookup("attention", "reduced")
 
 PAPER_GRID = {"d": [250 + 125 * i for i in range(39)], "signal_norm": [5 + 2.5 * i for i in range(39)]}
 
@@ -102,10 +105,10 @@ def chunk_program_ms(per_device: int, sub_chunks: int, steps: int = 1000) -> flo
     sharding = NamedSharding(Mesh(np.array(devices), ("runs",)), PartitionSpec("runs"))
     values = {"d": np.full(size, 2000, np.float32), "signal_norm": np.full(size, 20.0, np.float32)}
     inputs = jax.device_put((np.zeros(size, np.int32), np.arange(size, dtype=np.int32), values), sharding)
+    config = jit_config(jaxbo.Config(steps=steps), REDUCED)
     program = jaxbo.sweep_module.chunk_program(
-        devices, width=0, engine="reduced", log_history=False, optimizer=None, sub_chunks=sub_chunks
+        devices, width=REDUCED.width(config), engine=REDUCED, log_history=False, optimizer=None, sub_chunks=sub_chunks
     )
-    config = jit_config(jaxbo.Config(steps=steps), "reduced")
     key = jax.random.key(0)
     compiled = program.lower(key, *inputs, config).compile()
     timed(compiled, key, *inputs, config)

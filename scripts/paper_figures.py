@@ -34,7 +34,7 @@ from _bench import machine  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 import jaxbo  # noqa: E402
-from jaxbo import data, model, train  # noqa: E402
+from jaxbo import data, engines, model, train  # noqa: E402
 from jaxbo.data import ROLE_NAMES  # noqa: E402
 
 PAPER_GRID = {"d": [250 + 125 * i for i in range(39)], "signal_norm": [5 + 2.5 * i for i in range(39)]}
@@ -81,11 +81,16 @@ def attention_paths(config: jaxbo.Config, key, blocks: int = 50):
     same run as one long call; the per-sample attention is read from the parameters after each block. (The
     blocks run on the primal path: the kernel form starts from p = 0.)
     """
-    train_key, _, weights_key = data.run_keys(train.as_key(key))
-    train_set = data.sample(train_key, config, config.n_train, flip=True)
-    params = model.init_params(weights_key, config)
+    keys = engines.RunKeys(*data.run_keys(train.as_key(key)))
+    train_set = data.sample(keys.train, config, config.n_train, flip=True)
+    params = model.init_params(keys.weights, config)
     block = config.replace(steps=config.steps // blocks, log_every=config.steps // blocks)
-    step = jax.jit(lambda p: train.train(block, p, train_set, None, log_history=False)[0])
+
+    @jax.jit
+    def step(params):
+        trainer = engines.primal.descent_trainer(block, keys, params, train_set, None, None)
+        return train.train_from(block, trainer, train_set, log_history=False)[0]
+
     roles = np.asarray(train_set.roles)
     one_hot = (roles[:, None] == np.arange(len(ROLE_NAMES))).astype(np.float32)
     paths = []

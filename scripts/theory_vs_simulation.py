@@ -28,7 +28,7 @@ from _bench import write_section as write_bench_section  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 import jaxbo  # noqa: E402
-from jaxbo import model, reduced, theory  # noqa: E402
+from jaxbo import analysis, model, reduced, theory  # noqa: E402
 from jaxbo.plot import REGIME_COLOURS, cell_edges  # noqa: E402
 
 D_VALUES = np.geomspace(250, 200_000, 24).round().astype(int).tolist()
@@ -96,7 +96,7 @@ def boundaries_part(out: str, horizons: list[int], seeds: int = 8) -> None:
         result = jaxbo.sweep(grid, seeds=seeds, config=config, progress=True)
         seconds = time.perf_counter() - started
         timings.append((steps, seconds))
-        fits = theory.fit_boundaries(theory.boundaries(result))
+        fits = analysis.fit_boundaries(analysis.boundaries(result))
         harmful, not_overfitting = fits["harmful"], fits["not_overfitting"]
         counts = np.bincount(result.majority_regime().ravel(), minlength=3)
         rows.append(
@@ -119,9 +119,9 @@ def boundaries_part(out: str, horizons: list[int], seeds: int = 8) -> None:
     for n in N_VALUES:
         config = jaxbo.Config(n_train=n, n_test=500, steps=n_steps, log_every=n_steps)
         result = jaxbo.sweep({"d": N_D, "signal_norm": WIDE_SIGNAL}, seeds=seeds, config=config, progress=True)
-        measured.append(theory.boundaries(result))
+        measured.append(analysis.boundaries(result))
         n_rows.append(f"| {n} | " + " | ".join(f"{value:.1f}" for value in measured[-1].not_overfitting) + " |")
-    exponent = theory.n_exponent(measured)
+    exponent = analysis.n_exponent(measured)
     write_bench_section(
         "theory_vs_simulation",
         f"""## The wide-range theory check (`scripts/theory_vs_simulation.py --part boundaries`)
@@ -137,8 +137,8 @@ including compilation (cold, in one process):
     )
     text = f"""Measured by `scripts/theory_vs_simulation.py --part boundaries` ({seeds} seeds per cell, reduced engine,
 d = {WIDE_D[0]}…{WIDE_D[-1]:,} in {len(WIDE_D)} geometric steps, ‖μ‖ = 1…3000 in {len(WIDE_SIGNAL)} geometric steps,
-n = 20, T = 8, η = 0.2, ρ = 0.1, lr 5e-3; a boundary is located at each d by `theory.boundaries`, exponents
-and 95 % bootstrap intervals by `theory.fit_boundaries`; wall time on this machine's 2 CPU cores):
+n = 20, T = 8, η = 0.2, ρ = 0.1, lr 5e-3; a boundary is located at each d by `analysis.boundaries`, exponents
+and 95 % bootstrap intervals by `analysis.fit_boundaries`; wall time on this machine's 2 CPU cores):
 
 {HEADER}
 |---|---|---|---|---|---|---|---|---|

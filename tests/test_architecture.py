@@ -1,4 +1,10 @@
-"""docs/architecture.md's one-way data flow, kept true: no module imports one that sits after it."""
+"""docs/architecture.md's one-way data flow and size rules, kept true.
+
+No module imports one that sits after it; the ``engines`` package is one place in that order, its ``base``
+first, each engine importing only ``base``, earlier engines and earlier modules, its ``__init__`` (the
+registry) last. No function in ``jaxbo/`` is longer than 60 lines of code, docstrings, blank lines and
+comments aside.
+"""
 
 import ast
 import pathlib
@@ -12,41 +18,108 @@ ORDER = [
     "model",
     "loss",
     "kernel",
+    "metrics",
     "theory",
     "encoder",
     "memory",
+    "engines",
     "train",
     "plan",
     "devices",
     "checkpoint",
     "results",
+    "analysis",
     "sweep",
     "plot",
     "cli",
     "__main__",
 ]
+#: The engines package's own order: every member after ``base``, ``primal`` before those built on it.
+ENGINE_ORDER = ["base", "primal", "kernel", "reduced", "encoder", "__init__"]
+MAX_FUNCTION_LINES = 60
 
 
-def imported_modules(path: pathlib.Path) -> set[str]:
+def imported(path: pathlib.Path) -> set[str]:
+    """Every ``jaxbo`` module ``path`` imports, lazily inside functions too, as dotted names below ``jaxbo``."""
     names = set()
-    for node in ast.walk(ast.parse(path.read_text())):  # lazy imports inside functions count too
+    for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("jaxbo"):
             if node.module == "jaxbo":
                 names.update(alias.name for alias in node.names)
             else:
-                names.add(node.module.split(".")[1])
+                module = node.module.split(".", 1)[1]
+                for alias in node.names:  # from jaxbo.engines import primal: the member, not the registry
+                    member = f"{module}.{alias.name}"
+                    names.add(member if (PACKAGE / f"{member.replace('.', '/')}.py").exists() else module)
         elif isinstance(node, ast.Import):
-            names.update(alias.name.split(".")[1] for alias in node.names if alias.name.startswith("jaxbo."))
+            names.update(alias.name.split(".", 1)[1] for alias in node.names if alias.name.startswith("jaxbo."))
     return names
 
 
 def test_every_module_is_placed_and_imports_only_earlier_ones():
     modules = sorted(path.stem for path in PACKAGE.glob("*.py") if path.stem != "__init__")
+    modules = sorted([*modules, "engines"])
     assert sorted(ORDER) == modules, "a new module needs its place in ORDER and in docs/architecture.md"
     architecture = (PACKAGE.parent / "docs" / "architecture.md").read_text()
     for name in ORDER:
         if not name.startswith("_"):
             assert f"`{name}`" in architecture, f"{name} is missing from docs/architecture.md"
     for name in ORDER:
-        later = imported_modules(PACKAGE / f"{name}.py") - set(ORDER[: ORDER.index(name)])
+        if name == "engines":
+            continue
+        top_level = {module.split(".")[0] for module in imported(PACKAGE / f"{name}.py")}
+        later = top_level - set(ORDER[: ORDER.index(name)])
         assert not later, f"jaxbo.{name} imports {sorted(later)}, which sit after it in the data flow"
+
+
+def test_the_engines_package_imports_only_earlier_modules_and_members():
+    members = sorted(path.stem for path in (PACKAGE / "engines").glob("*.py"))
+    assert sorted(ENGINE_ORDER) == members, "a new engine needs its place in ENGINE_ORDER (and the REGISTRY)"
+    earlier_modules = set(ORDER[: ORDER.index("engines")])
+    for member in ENGINE_ORDER:
+        allowed = earlier_modules | {"engines"} | {f"engines.{m}" for m in ENGINE_ORDER[: ENGINE_ORDER.index(member)]}
+        found = imported(PACKAGE / "engines" / f"{member}.py")
+        later = {name for name in found if name not in allowed and name.split(".")[0] != "engines"}
+        later |= {name for name in found if name.startswith("engines.") and name not in allowed}
+        assert not later, f"jaxbo.engines.{member} imports {sorted(later)}, which sit after it"
+        if member != "__init__":
+            assert "engines" not in found, f"jaxbo.engines.{member} imports the registry, which imports it"
+
+
+def function_lengths(text: str):
+    """(lines of code, name, line) of every function in source ``text``: its body without the docstring, blank
+    lines and comment-only lines."""
+    lines = text.splitlines()
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            body = node.body
+            if len(body) > 1 and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+                body = body[1:]
+            code = [line for line in lines[body[0].lineno - 1 : node.end_lineno] if line.strip()]
+            yield sum(1 for line in code if not line.strip().startswith("#")), node.name, node.lineno
+
+
+def test_no_function_is_longer_than_a_screen():
+    too_long = [
+        f"{path.relative_to(PACKAGE.parent)}:{line} {name} ({count} lines)"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        for count, name, line in function_lengths(path.read_text())
+        if count > MAX_FUNCTION_LINES
+    ]
+    assert not too_long, f"functions over {MAX_FUNCTION_LINES} lines of code: {too_long}"
+
+
+def test_the_length_rule_counts_what_it_says():
+    source = "def f():\n    '''doc\n\n    more doc'''\n    # a comment\n\n    x = 1\n    return x\n"
+    assert list(function_lengths(source)) == [(2, "f", 1)]
+    assert [count for count, _, _ in function_lengths("def g():\n" + "    x = 1\n" * 61)] == [61]
+
+
+def test_every_subpackage_is_distributed():
+    # setuptools installs only the packages pyproject.toml lists: a subpackage left out imports in a checkout
+    # and fails in a user's install.
+    import tomllib
+
+    listed = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    found = sorted(".".join(path.parent.relative_to(PACKAGE.parent).parts) for path in PACKAGE.rglob("__init__.py"))
+    assert sorted(listed) == found, f"pyproject.toml lists {sorted(listed)}; the packages are {found}"

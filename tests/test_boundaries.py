@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import jaxbo
-from jaxbo import theory
+from jaxbo import analysis
 
 
 def synthetic(c_h=2.0, c_no=3.0, n_train=20, seeds=64, width=0.0, seed=0):
@@ -42,7 +42,7 @@ def synthetic(c_h=2.0, c_no=3.0, n_train=20, seeds=64, width=0.0, seed=0):
 
 
 def test_boundaries_are_interpolated_not_picked():
-    measured = theory.boundaries(synthetic(), bootstraps=0)
+    measured = analysis.boundaries(synthetic(), bootstraps=0)
     step = np.log(2000.0) / 59  # one grid step in log ‖μ‖
     np.testing.assert_array_less(np.abs(np.log(measured.harmful / (2.0 * measured.d**0.25))), step)
     inside = np.isfinite(measured.not_overfitting)
@@ -52,7 +52,7 @@ def test_boundaries_are_interpolated_not_picked():
 
 
 def test_fits_recover_the_exponents_and_constants():
-    fits = theory.fit_boundaries(theory.boundaries(synthetic(width=0.15), bootstraps=100))
+    fits = analysis.fit_boundaries(analysis.boundaries(synthetic(width=0.15), bootstraps=100))
     harmful, not_overfitting = fits["harmful"], fits["not_overfitting"]
     chex.assert_trees_all_close((harmful["slope"], not_overfitting["slope"]), (0.25, 0.5), atol=0.02)
     chex.assert_trees_all_close((harmful["constant"], not_overfitting["constant"]), (2.0, 3.0), rtol=0.05)
@@ -63,17 +63,17 @@ def test_fits_recover_the_exponents_and_constants():
 
 
 def test_n_exponent_recovers_minus_one_half():
-    measured = [theory.boundaries(synthetic(n_train=n, width=0.1, seed=n), bootstraps=50) for n in (10, 20, 40)]
-    found = theory.n_exponent(measured)
+    measured = [analysis.boundaries(synthetic(n_train=n, width=0.1, seed=n), bootstraps=50) for n in (10, 20, 40)]
+    found = analysis.n_exponent(measured)
     assert found["slope"] == pytest.approx(-0.5, abs=0.05) and found["slope_ci"][0] < -0.5 < found["slope_ci"][1]
     with pytest.raises(ValueError, match="different n_train"):
-        theory.n_exponent(measured[:1])
+        analysis.n_exponent(measured[:1])
 
 
 def test_boundaries_need_the_two_axes():
     result = synthetic()
     with pytest.raises(ValueError, match="d and signal_norm"):
-        theory.boundaries(
+        analysis.boundaries(
             jaxbo.SweepResult(
                 **{
                     **vars(result),
@@ -115,16 +115,16 @@ def test_no_exponent_is_fitted_or_drawn_where_the_d_values_do_not_allow_one():
         final={name: values[:2] for name, values in result.final.items()},
     )
     span = float(narrow.coords["d"][-1] / narrow.coords["d"][0])
-    assert span < theory.MIN_D_SPAN
-    fits = theory.fit_boundaries(narrow, min_points=2)  # a SweepResult is accepted: boundaries located first
+    assert span < analysis.MIN_D_SPAN
+    fits = analysis.fit_boundaries(narrow, min_points=2)  # a SweepResult is accepted: boundaries located first
     assert np.isnan(fits["harmful"]["slope"]) and f"span ×{span:.2g}" in fits["harmful"]["reason"]
     figure = jaxbo.plot.phase_diagram(narrow, metrics=("regime",), theory=True)
     texts = [text.get_text() for text in figure.legends[0].get_texts()]
     assert not any(" fit ‖μ‖" in text for text in texts)
     assert sum("no exponent fit, a boundary at 2 value(s) of d (a fit needs >= 3)" in text for text in texts) == 2
-    assert theory.fit_boundaries(result)["harmful"]["reason"] == ""
-    with pytest.raises(TypeError, match=r"theory\.boundaries\(result\) or a SweepResult, got dict"):
-        theory.fit_boundaries({"harmful": [1.0]})
+    assert analysis.fit_boundaries(result)["harmful"]["reason"] == ""
+    with pytest.raises(TypeError, match=r"boundaries\(result\) or a SweepResult, got dict"):
+        analysis.fit_boundaries({"harmful": [1.0]})
 
 
 @pytest.mark.slow
@@ -139,7 +139,7 @@ def test_measured_exponents_at_1000_steps_are_pinned():
         "signal_norm": np.geomspace(1.0, 3000.0, 28).tolist(),
     }
     result = jaxbo.sweep(grid, seeds=8, config=jaxbo.Config(n_test=500), progress=False)
-    fits = theory.fit_boundaries(theory.boundaries(result))
+    fits = analysis.fit_boundaries(analysis.boundaries(result))
     not_overfitting, harmful = fits["not_overfitting"], fits["harmful"]
     assert 0.2 < not_overfitting["slope_ci"][0] <= not_overfitting["slope_ci"][1] < 0.32
     assert -0.05 < harmful["slope_ci"][0] <= harmful["slope_ci"][1] < 0.18

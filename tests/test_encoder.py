@@ -10,7 +10,7 @@ import optax
 import pytest
 
 import jaxbo
-from jaxbo import data, encoder, loss, memory, model, plan
+from jaxbo import data, encoder, engines, loss, memory, model, plan, train
 
 D, MLP = 12, 16
 STEP = 1e-5  # central differences in float64: truncation error ~STEP², rounding ~1e-16/STEP
@@ -130,9 +130,15 @@ def test_gradient_matches_float64_finite_differences_of_the_numpy_encoder(params
             np.testing.assert_allclose(float(analytic), numeric, rtol=1e-6, atol=1e-9)
 
 
+def trained(config, params, dataset, optimizer=None):
+    """(params, history, final) of the encoder engine's descent from ``params`` on ``dataset`` (also its test set)."""
+    trainer = engines.encoder.descent_trainer(config, params, dataset, dataset, optimizer)
+    return train.train_from(config, trainer, dataset, log_history=False)
+
+
 def test_a_training_step_is_one_gradient_descent_step(config, params, dataset):
     one_step = config.replace(steps=1, log_every=1)
-    stepped, _, _ = encoder.train(one_step, params, dataset, dataset, log_history=False)
+    stepped, _, _ = trained(one_step, params, dataset)
     gradient = jax.jit(jax.grad(encoder.empirical_loss))(params, dataset.tokens, dataset.labels)
     expected = jax.tree.map(lambda a, g: a - config.lr * g, params, gradient)
     for name in dataclasses.asdict(params):
@@ -230,8 +236,8 @@ def test_plan_gives_each_d_its_own_unpadded_group_sized_by_memory(config):
     gpu = memory.Backend(platform="gpu", device_count=1, memory_bytes=80 << 30)
     planned = plan.make_plan(axes, big, seeds=10, engine="primal", histories=False, backend=gpu)
     assert [group.width for group in planned.groups] == [250, 1000, 2000]
-    per_run = [memory.bytes_per_run(big, "primal", width, False) for width in (250, 1000, 2000)]
-    assert per_run[2] > 4 * 3 * memory.encoder_parameter_count(2000, 2000)  # parameters ×3 and data
+    per_run = [plan.bytes_per_run(big, "primal", width, False) for width in (250, 1000, 2000)]
+    assert per_run[2] > 4 * 3 * encoder.parameter_count(2000, 2000)  # parameters ×3 and data
     for group, size in zip(planned.groups, per_run, strict=True):
         assert group.chunk_size * size <= 0.5 * (80 << 30) or group.chunk_size == 1
     assert planned.groups[0].chunk_size == 20  # all of d = 250 in one call
@@ -256,8 +262,6 @@ def test_flops_per_step_agree_with_xlas_count_of_a_compiled_training_step(config
 
 
 def test_any_optax_optimizer_trains_the_whole_pytree(config, dataset, params):
-    stepped, _, final = encoder.train(
-        config.replace(steps=2, log_every=2), params, dataset, dataset, optimizer=optax.adam(1e-2), log_history=False
-    )
+    stepped, _, final = trained(config.replace(steps=2, log_every=2), params, dataset, optax.adam(1e-2))
     assert all(not np.allclose(a, b) for a, b in zip(jax.tree.leaves(stepped), jax.tree.leaves(params), strict=True))
-    assert np.isfinite(final["train_loss"])
+    assert np.isfinite(final.train_loss)

@@ -7,7 +7,8 @@ import optax
 import pytest
 
 import jaxbo
-from jaxbo import data, model, train
+from jaxbo import data, engines, model, train
+from jaxbo.engines import kernel, primal
 
 CONFIG = jaxbo.Config(n_train=8, T=4, d=60, n_test=64, steps=1000, log_every=100, signal_norm=8.0, attention="trained")
 
@@ -22,18 +23,32 @@ def shared_run(config, dtype=jnp.float32):
     return cast(params), cast(train_set), cast(test_set)
 
 
+def trained(config, params, train_set, test_set, *, kernel_form: bool):
+    """(params, history, final) of gradient descent from ``params``: primal, or in kernel form."""
+    keys = engines.RunKeys(*data.run_keys(jax.random.key(3)))
+
+    def descend(params):
+        if kernel_form:
+            trainer = kernel.kernel_trainer(config, keys, params, train_set, test_set)
+        else:
+            trainer = primal.descent_trainer(config, keys, params, train_set, test_set, None)
+        return train.train_from(config, trainer, train_set)
+
+    return jax.jit(descend)(params)
+
+
 @pytest.mark.parametrize("attention", ["trained", pytest.param("fixed", marks=pytest.mark.slow)])
 def test_kernel_form_equals_primal_gradient_descent_for_1000_steps(attention):
     config = CONFIG.replace(attention=attention)
     params, train_set, test_set = shared_run(config)
-    primal_params, primal, _ = jax.jit(lambda p: train.train(config, p, train_set, test_set))(params)
-    kernel_params, kernel, _ = jax.jit(lambda p: train.train(config, p, train_set, test_set, weights_kernel=True))(
-        params
-    )
+    primal_params, plain, _ = trained(config, params, train_set, test_set, kernel_form=False)
+    kernel_params, in_kernel_form, _ = trained(config, params, train_set, test_set, kernel_form=True)
     for name in ("train_loss", "test_loss", "p_norm", "attention_clean", "attention_test", "gap_clean"):
-        np.testing.assert_allclose(getattr(kernel, name), getattr(primal, name), rtol=2e-4, atol=2e-5, err_msg=name)
+        np.testing.assert_allclose(
+            getattr(in_kernel_form, name), getattr(plain, name), rtol=2e-4, atol=2e-5, err_msg=name
+        )
     for name in ("train_accuracy", "test_accuracy", "noisy_fit"):
-        np.testing.assert_array_equal(getattr(kernel, name), getattr(primal, name), err_msg=name)
+        np.testing.assert_array_equal(getattr(in_kernel_form, name), getattr(plain, name), err_msg=name)
     np.testing.assert_allclose(kernel_params.p, primal_params.p, rtol=1e-3, atol=1e-5)
     np.testing.assert_allclose(kernel_params.W, primal_params.W, rtol=1e-3, atol=1e-5)
 
@@ -42,22 +57,22 @@ def test_kernel_form_equals_primal_gradient_descent_for_1000_steps(attention):
 def test_kernel_form_is_exact_in_float64():
     with jax.enable_x64(True):
         params, train_set, test_set = shared_run(CONFIG, jnp.float64)
-        _, primal, _ = jax.jit(lambda p: train.train(CONFIG, p, train_set, test_set))(params)
-        _, kernel, _ = jax.jit(lambda p: train.train(CONFIG, p, train_set, test_set, weights_kernel=True))(params)
-        assert kernel.train_loss.dtype == jnp.float64
+        _, plain, _ = trained(CONFIG, params, train_set, test_set, kernel_form=False)
+        _, in_kernel_form, _ = trained(CONFIG, params, train_set, test_set, kernel_form=True)
+        assert in_kernel_form.train_loss.dtype == jnp.float64
         deviation = max(
-            float(jnp.max(jnp.abs(getattr(kernel, name) - getattr(primal, name))))
+            float(jnp.max(jnp.abs(getattr(in_kernel_form, name) - getattr(plain, name))))
             for name in ("train_loss", "test_loss", "p_norm", "attention_clean")
         )
     assert deviation < 1e-10, deviation  # float32 rounding is ~1e-6: the two are the same iterates
 
 
 def test_auto_picks_the_kernel_engine_and_refuses_what_it_cannot_do():
-    assert train.resolve_engine(CONFIG, None, "auto") == "kernel"
-    assert train.resolve_engine(CONFIG.replace(attention="fixed"), None, "auto") == "kernel"
-    assert train.resolve_engine(CONFIG, optax.adam(1e-3), "auto") == "primal"
-    assert train.resolve_engine(CONFIG.replace(gradient="autodiff"), None, "auto") == "primal"
-    assert train.resolve_engine(CONFIG.replace(attention="identity"), None, "auto") == "reduced"
+    assert engines.resolve(CONFIG, None, "auto").name == "kernel"
+    assert engines.resolve(CONFIG.replace(attention="fixed"), None, "auto").name == "kernel"
+    assert engines.resolve(CONFIG, optax.adam(1e-3), "auto").name == "primal"
+    assert engines.resolve(CONFIG.replace(gradient="autodiff"), None, "auto").name == "primal"
+    assert engines.resolve(CONFIG.replace(attention="identity"), None, "auto").name == "reduced"
     with pytest.raises(ValueError, match=r"engine = 'kernel' is not exact here: optimizer = .*pass no optimizer"):
         jaxbo.simulate(0, CONFIG, optax.adam(1e-3), engine="kernel")
     with pytest.raises(ValueError, match=r"Config\.attention = 'identity' \(W = I: use the reduced engine\)"):

@@ -1,4 +1,4 @@
-"""``memory.bytes_per_run`` against XLA's own figure for the compiled run, for every engine at several sizes.
+"""``Engine.bytes_per_run`` against XLA's own figure for the compiled run, for every engine at several sizes.
 
 The plan sizes chunks and refuses runs with ``bytes_per_run``; an estimate below what XLA allocates let a run
 pass the check and then be killed by the OOM killer. XLA's ``memory_analysis()`` of the compiled run (its
@@ -10,7 +10,7 @@ import jax
 import pytest
 
 import jaxbo
-from jaxbo import memory, reduced, train
+from jaxbo import plan, train
 
 #: (label, Config fields, engine): every engine and model whose runs the plan sizes.
 CASES = [
@@ -24,7 +24,8 @@ CASES = [
 
 def xla_bytes(config: jaxbo.Config, engine: str, log_history: bool) -> int:
     """Arguments + outputs + temporaries of the compiled run, as XLA plans them (no run is executed)."""
-    width = reduced.width(config) if engine == "reduced" else config.d
+    engine = plan.engine_of(config, engine)
+    width = engine.width(config)
 
     def one(key, traced):
         return train.run(key, traced, width=width, engine=engine, log_history=log_history)
@@ -39,7 +40,7 @@ def xla_bytes(config: jaxbo.Config, engine: str, log_history: bool) -> int:
 def check(fields: dict, engine: str, d: int, log_history: bool) -> None:
     config = jaxbo.Config(d=d, n_test=200, **fields)
     measured = xla_bytes(config, engine, log_history)
-    estimate = memory.bytes_per_run(config, engine, d, log_history)
+    estimate = plan.bytes_per_run(config, engine, d, log_history)
     assert measured <= estimate <= 2 * measured, (
         f"bytes_per_run = {estimate:,} B against XLA's {measured:,} B for {fields}, engine {engine}, d = {d}, "
         f"histories {log_history}: expected between 1× and 2× of it"

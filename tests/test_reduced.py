@@ -9,7 +9,7 @@ import optax
 import pytest
 
 import jaxbo
-from jaxbo import data, model, reduced, train
+from jaxbo import data, engines, model, reduced, train
 
 CONFIG = jaxbo.Config(n_train=6, T=4, d=60, n_test=64, steps=60, log_every=20, signal_norm=3.0, noise_rate=0.34)
 
@@ -32,6 +32,13 @@ def exact_reduction(config: jaxbo.Config, key: jax.Array):
     return (primal_train, primal_test), (reduced_train, reduced_test)
 
 
+def descent(config, params, train_set, test_set, optimizer):
+    """(params, history, final) of the primal descent (any tokens' width) from ``params``."""
+    keys = engines.RunKeys(*data.run_keys(jax.random.key(0)))
+    trainer = engines.primal.descent_trainer(config, keys, params, train_set, test_set, optimizer)
+    return jax.jit(lambda: train.train_from(config, trainer, train_set))()
+
+
 #: Rotation-equivariant optimizers, for which the reduction is exact iterate by iterate (docs/exact_reduction.md).
 EQUIVARIANT = {
     "gradient descent": None,
@@ -48,7 +55,7 @@ def test_deterministic_equivalence_with_the_exact_reduction_of_a_primal_data_set
     runs = []
     for (train_set, test_set), width in ((primal_sets, config.d), (reduced_sets, 2 + N)):
         params = model.init_params(jax.random.key(0), config, width)
-        runs.append(train.train(config, params, train_set, test_set, optimizer=optimizer))
+        runs.append(descent(config, params, train_set, test_set, optimizer))
     (p_primal, primal, _), (p_reduced, small, _) = runs
     for name in ("train_accuracy", "test_accuracy", "clean_accuracy"):
         np.testing.assert_array_equal(getattr(primal, name), getattr(small, name), err_msg=name)
@@ -65,7 +72,7 @@ def test_the_reduction_is_not_exact_for_adam_which_is_not_rotation_equivariant()
     losses = []
     for (train_set, test_set), width in ((primal_sets, config.d), (reduced_sets, 2 + config.n_train * config.T)):
         params = model.init_params(jax.random.key(0), config, width)
-        losses.append(np.asarray(train.train(config, params, train_set, test_set, optimizer=optimizer)[1].train_loss))
+        losses.append(np.asarray(descent(config, params, train_set, test_set, optimizer)[1].train_loss))
     assert np.max(np.abs(losses[0] - losses[1])) > 1e-3
 
 
@@ -96,14 +103,14 @@ def test_kernel_form_follows_plain_gradient_descent(start):
     train_set, test_set = reduced.sample_train_test(jax.random.key(9), config)
     params = model.init_params(jax.random.key(0), config, reduced.width(config))
     params = model.Params(p=params.p + start * jax.random.normal(jax.random.key(1), params.p.shape), nu=params.nu)
-    p_plain, plain, _ = train.train(config, params, train_set, test_set)
-    p_kernel, kernel, _ = train.train(config, params, train_set, test_set, kernel=True)
+    p_plain, plain, _ = descent(config, params, train_set, test_set, None)
+    keys = engines.RunKeys(*data.run_keys(jax.random.key(9)))
+    trainer = engines.reduced.kernel_trainer(config, keys, params, train_set, test_set)
+    p_kernel, kernel, _ = jax.jit(lambda: train.train_from(config, trainer, train_set))()
     np.testing.assert_allclose(p_kernel.p, p_plain.p, rtol=1e-4, atol=1e-6)
     for name in ("train_loss", "test_loss", "p_norm", "cos_mu1", "attention_noisy", "saturation_noisy"):
         np.testing.assert_allclose(getattr(kernel, name), getattr(plain, name), rtol=1e-4, atol=1e-6, err_msg=name)
     np.testing.assert_array_equal(kernel.train_accuracy, plain.train_accuracy)
-    with pytest.raises(ValueError, match="kernel=True"):
-        train.train(config, params, train_set, test_set, optimizer=optax.adam(0.1), kernel=True)
 
 
 @pytest.mark.slow
@@ -157,11 +164,11 @@ def test_chi_square_stays_accurate_at_ten_million_dimensions():
 
 
 def test_auto_rule_and_forced_reduced():
-    assert train.resolve_engine(CONFIG, None, "auto") == "reduced"
-    assert train.resolve_engine(CONFIG, optax.sgd(0.1, momentum=0.9, nesterov=True), "auto") == "reduced"
-    assert train.resolve_engine(CONFIG, optax.adam(1e-3), "auto") == "primal"
-    assert train.resolve_engine(CONFIG.replace(attention="trained"), None, "auto") == "kernel"
-    assert train.resolve_engine(CONFIG.replace(attention="fixed"), None, "auto") == "kernel"
+    assert engines.resolve(CONFIG, None, "auto").name == "reduced"
+    assert engines.resolve(CONFIG, optax.sgd(0.1, momentum=0.9, nesterov=True), "auto").name == "reduced"
+    assert engines.resolve(CONFIG, optax.adam(1e-3), "auto").name == "primal"
+    assert engines.resolve(CONFIG.replace(attention="trained"), None, "auto").name == "kernel"
+    assert engines.resolve(CONFIG.replace(attention="fixed"), None, "auto").name == "kernel"
     with pytest.raises(ValueError, match="not rotation-equivariant"):
         jaxbo.simulate(0, CONFIG, optax.adam(1e-3), engine="reduced")
     with pytest.raises(ValueError, match="attention = 'trained'"):

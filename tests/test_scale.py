@@ -12,7 +12,7 @@ import pytest
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 import jaxbo
-from jaxbo import sweep_module
+from jaxbo import engines, sweep_module
 from jaxbo.train import jit_config
 
 CONFIG = jaxbo.Config(n_train=8, T=4, n_test=32, steps=30, log_every=10)
@@ -85,12 +85,13 @@ def test_compiled_chunk_holds_no_cross_device_communication(engine, histories):
     if len(devices) < 2:
         pytest.skip("needs two devices: a 1-device program has no collectives to find")
     size = 4 * len(devices)
+    engine = engines.lookup("attention", engine)
+    config = CONFIG.replace(d=12, n_test=8, attention="trained" if engine.name == "kernel" else "identity")
     program = sweep_module.chunk_program(
-        devices, width=12, engine=engine, log_history=histories, optimizer=None, sub_chunks=2
+        devices, width=engine.width(config), engine=engine, log_history=histories, optimizer=None, sub_chunks=2
     )
-    config = CONFIG.replace(d=12, n_test=8, attention="trained" if engine == "kernel" else "identity")
     sharding = NamedSharding(Mesh(np.array(devices), ("runs",)), PartitionSpec("runs"))
-    values = {"d": np.full(size, 12, np.float32 if engine == "reduced" else np.int32)}
+    values = {"d": np.full(size, 12, engine.d_dtype)}
     inputs = jax.device_put((np.zeros(size, np.int32), np.arange(size, dtype=np.int32), values), sharding)
     text = program.lower(jax.random.key(0), *inputs, jit_config(config, engine)).compile().as_text()
     found = {name: text.count(name) for name in sweep_module.COLLECTIVES if name in text}

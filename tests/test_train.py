@@ -4,7 +4,7 @@ import optax
 import pytest
 
 import jaxbo
-from jaxbo import train
+from jaxbo import engines, train
 from jaxbo.theory import BENIGN, HARMFUL, NOT_OVERFITTING, regime
 
 
@@ -87,8 +87,9 @@ def test_trained_weights_and_custom_optimizers(small_config):
 
 def test_padded_coordinates_of_p_stay_exactly_zero(small_config):
     key = jax.random.key(2)
-    plain = train.run(key, small_config, width=small_config.d)
-    padded = train.run(key, small_config, width=small_config.d + 24)
+    primal = engines.lookup("attention", "primal")
+    plain = train.run(key, small_config, width=small_config.d, engine=primal)
+    padded = train.run(key, small_config, width=small_config.d + 24, engine=primal)
     assert not np.asarray(padded.params.p[small_config.d :]).any()
     np.testing.assert_allclose(padded.params.p[: small_config.d], plain.params.p, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(padded.history.test_loss, plain.history.test_loss, rtol=1e-5)

@@ -1,0 +1,153 @@
+"""What an engine is: an ``Engine`` (how runs are planned, sampled, costed and started) that starts a ``Trainer``
+(one run's descent as pure functions). ``jaxbo.train`` runs every engine's ``Trainer`` in one loop.
+
+The shape follows optax's ``GradientTransformation`` (a NamedTuple of pure functions) for the ``Trainer``, and
+gymnax's one implementation per file plus a registry for engines (``jaxbo.engines``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+import optax
+
+from jaxbo.config import Config
+from jaxbo.data import Dataset, sample_test_projected
+from jaxbo.metrics import Metrics, attention_test_metrics, attention_train_metrics
+from jaxbo.model import Params, effective_query, token_scores
+
+#: Copies of a run's d-wide token arrays alive at its peak (samples, their noise and its draw's temporaries,
+#: the logits' operands): XLA's own figure (``compiled.memory_analysis()``) came to 4.0–4.2 copies for the
+#: primal, kernel and reduced engines at d = 500…4000; one more for headroom. tests/test_memory.py holds the
+#: estimate within 1–2× of XLA's figure.
+TOKEN_COPIES = 5
+#: Bytes of the per-log metrics of one run (about 40 float32 values per logged row).
+HISTORY_BYTES_PER_LOG = 4 * 40
+
+
+class RunKeys(NamedTuple):
+    """The independent streams of one run key (``data.run_keys``): training data, test data, weights."""
+
+    train: jax.Array
+    test: jax.Array
+    weights: jax.Array
+
+
+class Trainer(NamedTuple):
+    """One run's gradient descent, as pure functions over the values it updates.
+
+    Attributes:
+      values: what descent updates, at step 0: ``{"p"}``, ``{"p", "W"}``, α of p = p⁽⁰⁾ + Xᵀα, (β, A) of the
+        kernel form, an ``EncoderParams``… (any pytree).
+      opt_state: the optimizer's state for ``values`` (``()`` where the engine steps by its own formula).
+      step: ``(values, opt_state) -> (values, opt_state, attention)``, one full-batch step; ``attention`` is
+        the training attention s (n, T) the step started from (the loop accumulates 𝔖 from it), or None where
+        the model has no such attention.
+      evaluate: ``(values, saturation_totals) -> Metrics`` of one run, ``saturation_totals`` (n,) the per-sample
+        Σ_τ 𝔖⁽ⁱ⁾(τ) so far; its test part uses the test set the engine sampled, or the engine's own exact
+        test draw where it sampled none (final metrics of a sweep).
+      params_of: ``values -> `` the parameters a user gets in ``Run.params``.
+    """
+
+    values: Any
+    opt_state: Any
+    step: Callable
+    evaluate: Callable
+    params_of: Callable
+
+
+@dataclasses.dataclass(frozen=True)
+class Engine:
+    """One way to train one model; registered in ``jaxbo.engines.REGISTRY`` (or passed as ``engine=``).
+
+    Attributes:
+      name: what users pass as ``engine=`` (``Run.engine``, ``metadata["engine"]``).
+      model: the ``Config.model`` it trains.
+      summary: one line for docs and error messages: what it computes and at which cost.
+      not_exact: ``(config, optimizer) -> list[str]``: why it does not reproduce the model's gradient descent
+        here (each reason names the field and value); ``[]`` when it does. ``engine="auto"`` takes the first
+        registered engine of the model with no reason.
+      width: ``config -> int``: the array width of a run (d, or 2 + n·T for the reduced engine).
+      padding: how the plan groups runs of several d: ``"free"`` (the width does not depend on d: one group),
+        ``"zeros"`` (runs may be zero-padded to a wider bucket: the same numbers) or ``"none"`` (one group per d).
+      d_dtype: numpy dtype of d as a traced argument (int32 where arrays have d columns; float32 where d only
+        counts coordinates).
+      sample: ``(keys: RunKeys, config, width, log_history) -> (train set, test set or None)``; None: the
+        final test metrics come from ``Trainer.evaluate``'s own draw.
+      start: ``(keys, config, width, train set, test set or None, optimizer or None) -> Trainer``.
+      bytes_per_run: ``(config, width, log_history) -> int``, peak bytes of one run (an upper bound of XLA's
+        figure, held to 1–2× of it by tests/test_memory.py).
+      step_bytes: ``(config, width) -> int``, bytes one step reads (the CPU plan keeps a batch's in cache).
+      size_words: ``(config, width) -> (size, what, remedy)``, the words of a memory refusal.
+      max_width: the largest width its indexing allows (None: no limit).
+      title: ``config -> str``, the model in words for figure titles (``plot.model_name``); None: its name.
+    """
+
+    name: str
+    model: str
+    summary: str
+    not_exact: Callable[[Config, optax.GradientTransformation | None], list[str]]
+    width: Callable[[Config], int]
+    padding: str
+    d_dtype: type
+    sample: Callable
+    start: Callable
+    bytes_per_run: Callable[[Config, int, bool], int]
+    step_bytes: Callable[[Config, int], int]
+    size_words: Callable[[Config, int], tuple[str, str, str]]
+    max_width: int | None = None
+    title: Callable[[Config], str] | None = None
+
+    def __post_init__(self):
+        if self.padding not in ("free", "zeros", "none"):
+            raise ValueError(f"Engine.padding = {self.padding!r} must be 'free', 'zeros' or 'none'")
+
+    def traced_d(self, d) -> np.ndarray:
+        """d as this engine's traced argument (0-d array of ``d_dtype``)."""
+        return np.asarray(d, self.d_dtype)
+
+
+def attention_title(config: Config) -> str:
+    """The attention model in words, with its W: "attention model (W = I, p trained)"."""
+    weights = {"identity": "W = I", "fixed": "W fixed random", "trained": "W trained"}[config.attention]
+    return f"attention model ({weights}, p trained)"
+
+
+def attention_evaluate(
+    config: Config,
+    keys: RunKeys,
+    train_set: Dataset,
+    test_set: Dataset | None,
+    head_params: Params,
+    view: Callable,
+) -> Callable:
+    """``Trainer.evaluate`` of the attention model f(X) = νᵀXᵀsoftmax(XWᵀp) for any engine of it.
+
+    Args:
+      config, keys: the run's configuration and keys (``keys.test`` draws the final test set when
+        ``test_set`` is None: ``data.sample_test_projected``, exact in 4 coordinates).
+      train_set, test_set: the engine's data (tokens (n, T, width)).
+      head_params: ``Params`` whose ν scores the tokens (γ = Xν is computed once: ν is fixed).
+      view: ``values -> (params, query)``: the ``Params`` whose p gives ‖p‖ and cos(p, μ_c), and the query Wᵀp
+        (None: from those params).
+    """
+    train_gamma = token_scores(head_params, train_set.tokens)
+    test_gamma = None if test_set is None else token_scores(head_params, test_set.tokens)
+
+    def evaluate(values, saturation_totals) -> Metrics:
+        params, query = view(values)
+        if test_set is not None:
+            training = attention_train_metrics(params, train_set, train_gamma, saturation_totals, query)
+            return Metrics(**training, **attention_test_metrics(params, test_set, test_gamma, query))
+        query = effective_query(params) if query is None else query
+        training = attention_train_metrics(params, train_set, train_gamma, saturation_totals, query)
+        projected, test_query, head = sample_test_projected(keys.test, config, query, head_params.nu)
+        test_params = Params(p=test_query, nu=head)
+        testing = attention_test_metrics(test_params, projected, token_scores(test_params, projected.tokens))
+        return Metrics(**training, **testing)
+
+    return evaluate

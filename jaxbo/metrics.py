@@ -1,0 +1,220 @@
+"""What a run records: ``Metrics``, the statistics computed inside the training loop, and the attention
+model's metrics of a training and a test set.
+
+The statistics (attention per role, 𝔖, logit gaps) are the paper's quantities (docs/model.md §5) as they are
+measured on a batch of samples; ``jaxbo.theory`` re-exports them beside the formulas they enter.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+
+from jaxbo.data import RELEVANT, ROLE_NAMES, WEAK_OPPOSITE
+from jaxbo.loss import accuracy_and_loss
+from jaxbo.model import PRECISION, Params, effective_query
+
+
+@dataclasses.dataclass(frozen=True)
+class Metrics:
+    """Metrics of a model at one time; in a history every field gains a leading axis (n_logs,).
+
+    Accuracies count f = 0 as wrong. A *noisy* sample is fitted when the model predicts its flipped label ỹ.
+
+    For the encoder (``Config.model = "encoder"``) the attention fields are the [CLS] token's attention on
+    x_1 … x_T (per role they then sum to 1 minus [CLS]'s attention on itself) and the gaps are read from its
+    logits; ``p_norm``, ``cos_mu1``, ``cos_mu2``, ``saturation_clean`` and ``saturation_noisy`` belong to the
+    analysed model's query p and gradient and are NaN. A model that does not measure a field leaves it NaN
+    (``complete``).
+
+    Attributes:
+      train_accuracy: fraction of training samples with ỹ f > 0.
+      train_loss: empirical logistic loss L(p).
+      test_accuracy: fraction of (clean) test samples with y f > 0.
+      test_loss: logistic loss on the test set.
+      clean_accuracy: accuracy on the clean training samples 𝒞.
+      noisy_fit: fraction of noisy training samples 𝒩 fitted (ỹ f > 0); NaN when 𝒩 is empty.
+      attention_clean: mean attention mass per role over 𝒞, (4,) in ``data.ROLE_NAMES`` order.
+      attention_noisy: the same over 𝒩, (4,); NaN when 𝒩 is empty.
+      attention_test: the same over the test set, (4,).
+      p_norm: ‖p‖.
+      cos_mu1: cos(p, μ₁) (0 while p = 0).
+      cos_mu2: cos(p, μ₂) (0 while p = 0).
+      saturation_clean: Σ_{τ<t} Σ_{i∈𝒞, y_i=c} 𝔖⁽ⁱ⁾(τ), (2,) for classes c = +1, −1: cumulative 𝔖 over every
+        step so far, evaluated at the parameters each step started from.
+      saturation_noisy: the same over 𝒩, (2,).
+      gap_clean: mean over 𝒞 of Λ̄_i, the relevant token's logit lead over the mean of the others
+        (``mean_gaps``).
+      gap_noisy: mean over 𝒩 of Γ̄_i, the weakly-relevant opposite token's lead; NaN when 𝒩 is empty.
+      max_attention: mean over training samples of the largest attention probability max_t s_t (the
+        [CLS] token's, for the encoder: the statistic the paper plots for real data).
+    """
+
+    train_accuracy: jax.Array
+    train_loss: jax.Array
+    test_accuracy: jax.Array
+    test_loss: jax.Array
+    clean_accuracy: jax.Array
+    noisy_fit: jax.Array
+    attention_clean: jax.Array
+    attention_noisy: jax.Array
+    attention_test: jax.Array
+    p_norm: jax.Array
+    cos_mu1: jax.Array
+    cos_mu2: jax.Array
+    saturation_clean: jax.Array
+    saturation_noisy: jax.Array
+    gap_clean: jax.Array
+    gap_noisy: jax.Array
+    max_attention: jax.Array
+
+
+jax.tree_util.register_dataclass(Metrics, data_fields=[f.name for f in dataclasses.fields(Metrics)], meta_fields=[])
+
+#: Shape of one run's value of each ``Metrics`` field that is not a scalar.
+FIELD_SHAPES = {
+    "attention_clean": (len(ROLE_NAMES),),
+    "attention_noisy": (len(ROLE_NAMES),),
+    "attention_test": (len(ROLE_NAMES),),
+    "saturation_clean": (2,),
+    "saturation_noisy": (2,),
+}
+
+
+def complete(values: dict[str, jax.Array]) -> Metrics:
+    """``Metrics`` of one run from the fields a model measures, NaN (float32) in every other field."""
+    missing = {
+        field.name: jnp.full(FIELD_SHAPES.get(field.name, ()), jnp.nan, jnp.float32)
+        for field in dataclasses.fields(Metrics)
+        if field.name not in values
+    }
+    return Metrics(**values, **missing)
+
+
+# --- statistics of a batch of samples -----------------------------------------------------------------------------
+
+
+def role_attention(attention: jax.Array, roles: jax.Array) -> jax.Array:
+    """Attention mass on each token role, (n, 4) for attention s (n, T) and roles (T,).
+
+    Columns follow ``data.ROLE_NAMES``: relevant, weakly-relevant aligned, weakly-relevant opposite,
+    irrelevant. Rows sum to 1.
+    """
+    one_hot = (roles[:, None] == jnp.arange(len(ROLE_NAMES))).astype(attention.dtype)  # (T, 4)
+    return attention @ one_hot
+
+
+def relevant_attention(attention: jax.Array, roles: jax.Array) -> jax.Array:
+    """Σ_{t∈R} s_t: attention on the relevant tokens, (n,) for attention (n, T) and roles (T,)."""
+    return jnp.sum(jnp.where(roles == RELEVANT, attention, 0.0), axis=-1)
+
+
+def saturation(attention: jax.Array, roles: jax.Array) -> jax.Array:
+    """𝔖⁽ⁱ⁾ = (Σ_{t∈R} s_t)(1 − Σ_{t∈R} s_t), (n,): the softmax's vanishing update factor on relevant tokens."""
+    relevant = relevant_attention(attention, roles)
+    return relevant * (1.0 - relevant)
+
+
+def masked_mean(values: jax.Array, mask: jax.Array) -> jax.Array:
+    """Mean of ``values`` (n, …) over the rows where ``mask`` (n,) holds, (…); NaN when none does."""
+    mask = mask.reshape(mask.shape + (1,) * (values.ndim - 1))
+    return jnp.sum(jnp.where(mask, values, 0.0), axis=0) / jnp.sum(mask, axis=0)
+
+
+def saturation_by_group(values: jax.Array, clean_labels: jax.Array, noisy_mask: jax.Array) -> jax.Array:
+    """Sums of a per-sample quantity by (class, group), (2, 2).
+
+    Rows: clean class y = +1, y = −1; columns: clean samples (𝒞), noisy samples (𝒩).
+
+    Args:
+      values: per-sample values, e.g. 𝔖⁽ⁱ⁾, (n,).
+      clean_labels: y, (n,).
+      noisy_mask: (n,) bool.
+    """
+    in_class = jnp.stack([clean_labels > 0, clean_labels < 0])  # (2, n)
+    in_group = jnp.stack([~noisy_mask, noisy_mask])  # (2, n)
+    members = in_class[:, None, :] & in_group[None, :, :]  # (2, 2, n)
+    return jnp.sum(jnp.where(members, values, 0.0), axis=-1)
+
+
+def attention_gaps(logits: jax.Array, roles: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Λ_{i,t} = a_{i,r} − a_{i,t} and Γ_{i,t} = a_{i,u} − a_{i,t}, each (n, T), for logits a (n, T).
+
+    r is the first relevant token and u the first weakly-relevant opposite token (``roles``: (T,)); if the
+    layout has no opposite token, Γ is NaN. (Reading taken: the gaps are gaps of attention logits
+    a_t = x_tᵀWᵀp; Λ is what clean samples need, Γ what noisy samples need to be fitted.)
+    """
+    relevant = jnp.argmax(roles == RELEVANT)
+    has_opposite = jnp.any(roles == WEAK_OPPOSITE)
+    opposite = jnp.argmax(roles == WEAK_OPPOSITE)
+    lam = logits[..., relevant, None] - logits
+    gamma = jnp.where(has_opposite, logits[..., opposite, None] - logits, jnp.nan)
+    return lam, gamma
+
+
+def mean_gaps(logits: jax.Array, roles: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Λ̄_i = a_{i,r} − mean_{t≠r} a_{i,t} and Γ̄_i = a_{i,u} − mean_{t≠u} a_{i,t}, each (n,), for logits (n, T).
+
+    Sample i's relevant token r (first weak-opposite token u) ahead of the mean of its other tokens: the x of
+    the growth function's model, where one token leads the others by x. Γ̄ is NaN without an opposite token.
+    """
+    lam, gamma = attention_gaps(logits, roles)
+    others = logits.shape[-1] - 1
+    return jnp.sum(lam, axis=-1) / others, jnp.sum(gamma, axis=-1) / others
+
+
+# --- the attention model's metrics --------------------------------------------------------------------------------
+
+
+def attention_train_metrics(params: Params, train, train_gamma, saturation_totals, query=None) -> dict[str, jax.Array]:
+    """Training-set and parameter metrics of the attention model at ``params``.
+
+    Args:
+      params: ``Params``; ``params.p`` gives ‖p‖ and cos(p, μ_c) (its first two coordinates lie on μ₁, μ₂).
+      train: ``data.Dataset``, tokens (n, T, width).
+      train_gamma: γ = Xν, (n, T), precomputed once per run (ν is fixed).
+      saturation_totals: (n,) Σ_τ 𝔖⁽ⁱ⁾(τ) per sample, grouped by class and group here rather than every step.
+      query: Wᵀp, (width,), where the caller has it cheaper than from ``params``.
+    """
+    saturation_sums = saturation_by_group(saturation_totals, train.clean_labels, train.noisy_mask)
+    query = effective_query(params) if query is None else query
+    logits = jnp.einsum("ntd,d->nt", train.tokens, query, precision=PRECISION)
+    s_train = jax.nn.softmax(logits, axis=-1)
+    f_train = jnp.sum(s_train * train_gamma, axis=-1)
+    lead_relevant, lead_opposite = mean_gaps(logits, train.roles)
+    train_accuracy, train_loss = accuracy_and_loss(f_train, train.labels)
+    fitted = train.labels * f_train > 0
+    roles_train = role_attention(s_train, train.roles)
+    p_norm = jnp.linalg.norm(params.p)
+    safe_norm = jnp.where(p_norm > 0, p_norm, 1.0)
+    return dict(
+        train_accuracy=train_accuracy,
+        train_loss=train_loss,
+        clean_accuracy=masked_mean(fitted, ~train.noisy_mask),
+        noisy_fit=masked_mean(fitted, train.noisy_mask),
+        attention_clean=masked_mean(roles_train, ~train.noisy_mask),
+        attention_noisy=masked_mean(roles_train, train.noisy_mask),
+        p_norm=p_norm,
+        cos_mu1=params.p[0] / safe_norm,
+        cos_mu2=params.p[1] / safe_norm,
+        saturation_clean=saturation_sums[:, 0],
+        saturation_noisy=saturation_sums[:, 1],
+        gap_clean=masked_mean(lead_relevant, ~train.noisy_mask),
+        gap_noisy=masked_mean(lead_opposite, train.noisy_mask),
+        max_attention=jnp.mean(jnp.max(s_train, axis=-1)),
+    )
+
+
+def attention_test_metrics(params: Params, test, test_gamma, query=None) -> dict[str, jax.Array]:
+    """Test accuracy, loss and mean attention per role of the attention model at ``params`` (γ = Xν given,
+    (n_test, T); ``query`` Wᵀp where the caller has it)."""
+    query = effective_query(params) if query is None else query
+    s_test = jax.nn.softmax(jnp.einsum("ntd,d->nt", test.tokens, query, precision=PRECISION), axis=-1)
+    test_accuracy, test_loss = accuracy_and_loss(jnp.sum(s_test * test_gamma, axis=-1), test.labels)
+    return dict(
+        test_accuracy=test_accuracy,
+        test_loss=test_loss,
+        attention_test=jnp.mean(role_attention(s_test, test.roles), axis=0),
+    )

@@ -1,0 +1,106 @@
+"""docs/architecture.md's "How to add an engine" and "How to add a model", run as written.
+
+The code blocks after ``<!-- example: engine -->`` and ``<!-- example: model -->`` are executed here, so the
+worked examples cannot drift from the interface they document.
+"""
+
+import pathlib
+import re
+
+import jax
+import numpy as np
+import pytest
+
+import jaxbo
+from jaxbo import config as config_lib
+from jaxbo import data, engines, train
+
+ARCHITECTURE = pathlib.Path(__file__).resolve().parent.parent / "docs" / "architecture.md"
+SMALL = jaxbo.Config(n_train=10, T=5, d=30, n_test=64, steps=60, log_every=20, signal_norm=6.0)
+GRID = {"d": [20, 30], "signal_norm": [2.0, 8.0]}
+
+
+def example(name: str) -> dict:
+    """The namespace of docs/architecture.md's ``<!-- example: name -->`` code block after running it."""
+    text = ARCHITECTURE.read_text()
+    found = re.search(rf"<!-- example: {name} -->\n```python\n(.*?)\n```", text, re.DOTALL)
+    assert found, f"docs/architecture.md has no '<!-- example: {name} -->' python block"
+    namespace = {"__name__": f"architecture_example_{name}"}
+    exec(compile(found.group(1), f"docs/architecture.md ({name})", "exec"), namespace)
+    return namespace
+
+
+@pytest.fixture(scope="module")
+def plain():
+    return example("engine")["PLAIN"]
+
+
+@pytest.fixture(scope="module")
+def mean_pool():
+    return example("model")["MEAN_POOL"]
+
+
+def test_a_new_engine_runs_through_sweep_and_equals_the_primal_engine(plain):
+    mine = jaxbo.sweep(GRID, seeds=2, config=SMALL, key=1, engine=plain, progress=False)
+    reference = jaxbo.sweep(GRID, seeds=2, config=SMALL, key=1, engine="primal", progress=False)
+    assert mine.metadata["engine"] == "plain"
+    assert mine.metadata["plan"]["groups"] == reference.metadata["plan"]["groups"]  # the same d buckets
+    for name in ("train_loss", "test_loss", "p_norm", "cos_mu1", "attention_clean", "saturation_noisy"):
+        np.testing.assert_allclose(mine.final[name], reference.final[name], rtol=1e-5, atol=1e-6, err_msg=name)
+    np.testing.assert_array_equal(mine.regime, reference.regime)
+    run = jaxbo.simulate(3, SMALL, engine=plain)
+    assert run.engine == "plain" and run.history.train_loss.shape == (SMALL.n_logs,)
+
+
+def test_a_new_engine_is_refused_where_it_is_not_exact_and_can_be_registered(plain):
+    with pytest.raises(ValueError, match=r"engine = 'plain' is not exact here: Config\.attention = 'trained'"):
+        jaxbo.simulate(0, SMALL.replace(attention="trained"), engine=plain)
+    registry = (plain, *engines.REGISTRY)
+    assert "plain" in engines.names(registry)
+    assert engines.resolve(SMALL, None, "plain", registry) is plain
+    assert engines.resolve(SMALL, None, "auto", registry) is plain  # first in the registry and exact
+    assert engines.resolve(SMALL.replace(attention="fixed"), None, "auto", registry).name == "kernel"
+
+
+def numpy_descent(config, key, width):
+    """Gradient descent on w of f(X) = wᵀ mean_t x_t in float64 numpy, on the data the engine samples."""
+    keys = engines.RunKeys(*data.run_keys(jax.random.key(key)))
+    train_set = data.sample(keys.train, config, config.n_train, flip=True, width=width)
+    pooled = np.asarray(train_set.tokens, np.float64).mean(axis=1)
+    labels = np.asarray(train_set.labels, np.float64)
+    w = np.zeros(width)
+    for _ in range(config.steps):
+        margins = labels * (pooled @ w)
+        w -= config.lr * (pooled.T @ (-labels / (1 + np.exp(margins)))) / len(labels)
+    return w, np.mean(np.logaddexp(0.0, -labels * (pooled @ w)))
+
+
+def test_a_new_model_trains_as_its_numpy_reference_through_simulate_sweep_and_plot(mean_pool, monkeypatch):
+    monkeypatch.setattr(config_lib, "MODELS", (*config_lib.MODELS, "mean_pool"))
+    config = SMALL.replace(model="mean_pool", lr=0.5, steps=200, log_every=50)
+    run = jaxbo.simulate(4, config, engine=mean_pool)
+    w, final_loss = numpy_descent(config, 4, config.d)
+    np.testing.assert_allclose(run.params, w, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(run.final.train_loss, final_loss, rtol=1e-4)
+    assert np.isnan(run.final.p_norm) and np.isnan(run.final.attention_test).all()
+    assert run.coordinates.startswith("primal:")
+
+    result = jaxbo.sweep(GRID, seeds=2, config=config, key=2, engine=mean_pool, progress=False)
+    assert result.final["train_accuracy"].shape == (2, 2, 2) and np.isnan(result.final["gap_clean"]).all()
+    coordinates = {"d": 20, "signal_norm": 8.0}
+    alone = jaxbo.simulate(
+        jaxbo.sweep_module.run_key(2, 1, coordinates), config.replace(**coordinates), engine=mean_pool
+    )
+    np.testing.assert_allclose(result.final["train_loss"][0, 1, 1], alone.final.train_loss, rtol=1e-5)
+    assert set(np.unique(result.regime)) <= {0, 1, 2}
+    figure = jaxbo.plot.phase_diagram(result)
+    assert figure.get_suptitle().startswith("mean_pool model")  # not registered: named by its Config.model
+    with pytest.raises(ValueError, match=r"engine = 'reduced' does not exist for Config\.model = 'mean_pool'"):
+        jaxbo.simulate(0, config, engine="reduced")
+
+
+def test_engines_refuse_a_model_they_do_not_train(mean_pool):
+    with pytest.raises(ValueError, match=r"trains Config\.model = 'mean_pool', not Config\.model = 'attention'"):
+        jaxbo.simulate(0, SMALL, engine=mean_pool)
+    with pytest.raises(TypeError, match="engine must be a name"):
+        train.checked_engine(SMALL, None, 3)
