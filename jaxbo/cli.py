@@ -72,7 +72,7 @@ def parse_values(spec: str, name: str) -> list[float]:
 
 
 def parse_setting(text: str) -> tuple[str, object]:
-    """``FIELD=VALUE`` for ``--set``: ints, floats, strings, or a comma tuple for ``layout``."""
+    """``FIELD=VALUE`` for ``--set``: ints, floats, booleans (true/false), strings, or a comma tuple for ``layout``."""
     name, sep, raw = text.partition("=")
     if not sep or name not in field_names():
         raise argparse.ArgumentTypeError(f"--set {text!r}: expected FIELD=VALUE with FIELD one of {field_names()}")
@@ -80,6 +80,10 @@ def parse_setting(text: str) -> tuple[str, object]:
     try:
         if isinstance(default, tuple):
             return name, tuple(int(part) for part in raw.split(","))
+        if isinstance(default, bool):
+            if raw.lower() not in ("true", "false", "1", "0"):
+                raise ValueError(raw)
+            return name, raw.lower() in ("true", "1")
         if isinstance(default, int):
             return name, int(raw)
         if isinstance(default, float):

@@ -26,6 +26,8 @@ SWEEPABLE = ("d", "signal_norm", "rho", "sigma", "noise_rate", "lr")
 #: only as a count of orthogonal coordinates); the primal engine refuses, before compiling, a d whose arrays
 #: do not fit in memory.
 MAX_D = 2**53
+#: Most attention heads: every head is a vmapped copy of the model's arrays.
+MAX_HEADS = 1024
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +58,12 @@ class Config:
         ``attention`` and ``gradient`` do not apply to it).
       mlp_width: width of the encoder's GELU MLP (2000 in the paper; 0: no MLP branch). Unused by the
         attention model.
+      heads: H, attention heads of the attention model, f(X) = Σ_h ν_hᵀXᵀsoftmax(XW_hᵀp_h), each ν_h = ν/H
+        (``jaxbo.heads``); 1 is the paper's model.
+      train_head: also train the head ν (each ν_h), from the paper's ν/H, with p (and W when
+        ``attention="trained"``); False (the paper) keeps ν fixed.
+      query_init_std: s, the scale of a random start p_h⁽⁰⁾ ~ N(0, s²I_d) (each head its own draw); 0 (the
+        paper) starts from p = 0.
     """
 
     n_train: int = 20
@@ -75,6 +83,9 @@ class Config:
     gradient: str = "analytic"
     model: str = "attention"
     mlp_width: int = 2000
+    heads: int = 1
+    train_head: bool = False
+    query_init_std: float = 0.0
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Config:
         # Runs before the generated __init__, so a misspelled field is named with the valid ones listed.
@@ -86,6 +97,12 @@ class Config:
     def __post_init__(self) -> None:
         # Validated where it is made, so the error points at the line with the mistake.
         self.validate()
+
+    @property
+    def variant(self) -> bool:
+        """Whether the attention model is one of the paper's open questions (``heads``, ``train_head``,
+        ``query_init_std``) rather than the analysed model itself."""
+        return self.heads != 1 or self.train_head or self.query_init_std != 0
 
     @property
     def n_logs(self) -> int:
@@ -116,6 +133,10 @@ class Config:
         _check_real("sigma", self.sigma, low=0.0, low_open=True)
         _check_real("noise_rate", self.noise_rate, low=0.0, high=0.5, high_open=True)
         _check_real("lr", self.lr, low=0.0, low_open=True)
+        _check_int("heads", self.heads, minimum=1, maximum=MAX_HEADS, why="f sums over the heads")
+        if not isinstance(self.train_head, bool):
+            raise TypeError(f"Config.train_head = {self.train_head!r} must be True or False")
+        _check_real("query_init_std", self.query_init_std, low=0.0)
         if self.steps % self.log_every:
             raise ValueError(
                 f"Config.steps = {self.steps} is not a multiple of Config.log_every = {self.log_every}: "
@@ -148,6 +169,12 @@ class Config:
             value = getattr(self, name)
             if value not in allowed:
                 raise ValueError(f"Config.{name} = {value!r} is unknown: allowed values are {allowed}")
+        if self.model != "attention" and self.variant:
+            raise ValueError(
+                f"Config.model = {self.model!r} with heads = {self.heads}, train_head = {self.train_head}, "
+                f"query_init_std = {self.query_init_std}: these are variants of the attention model "
+                "(model='attention'); leave them at 1, False, 0"
+            )
         return self
 
 

@@ -215,6 +215,29 @@ def sample_test_projected(
     return test, basis.T @ query, basis.T @ head
 
 
+def sample_test_projected_span(key: jax.Array, config: Config, vectors: jax.Array) -> tuple[Dataset, jax.Array]:
+    """``sample_test_projected`` for any number of fixed vectors: a clean test set in 2 + k coordinates.
+
+    The model sees a test token only through its inner products with ``vectors`` (k, width) (every head's
+    query and score vector), so an orthonormal basis B of span{e₁, e₂, vectors} gives every test metric its
+    exact law: tokens Bᵀm_t + σ·N(0, I_{2+k}), vectors Bᵀv.
+
+    Returns:
+      (test set with tokens (n_test, T, 2 + k), the vectors in those coordinates (k, 2 + k)).
+    """
+    n, T = config.n_test, config.T
+    width, k = vectors.shape[-1], vectors.shape[0]
+    spanning = jnp.zeros((width, 2 + k), jnp.float32).at[0, 0].set(1.0).at[1, 1].set(1.0).at[:, 2:].set(vectors.T)
+    basis = orthonormal_basis(spanning)
+    roles = jnp.asarray(token_roles(config.layout, T))
+    clean = jnp.asarray(balanced_labels(n))
+    means = config.signal_norm * signal_coefficients(roles, clean, config.rho)
+    noise = jax.random.normal(jax.random.fold_in(key, _TOKEN_STREAM), (n, T, 2 + k), jnp.float32)
+    tokens = means @ basis[:2] + config.sigma * noise
+    test = Dataset(tokens=tokens, labels=clean, clean_labels=clean, noisy_mask=jnp.zeros(n, bool), roles=roles)
+    return test, jnp.matmul(vectors, basis, precision=jax.lax.Precision.HIGHEST)
+
+
 def sample_train_test(key: jax.Array, config: Config, *, width: int | None = None) -> tuple[Dataset, Dataset]:
     """The training set (n_train, flipped labels) and clean test set (n_test) of one run key.
 

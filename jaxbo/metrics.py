@@ -50,6 +50,12 @@ class Metrics:
       gap_noisy: mean over 𝒩 of Γ̄_i, the weakly-relevant opposite token's lead; NaN when 𝒩 is empty.
       max_attention: mean over training samples of the largest attention probability max_t s_t (the
         [CLS] token's, for the encoder: the statistic the paper plots for real data).
+      head_attention: per head, the mean attention per role over 𝒞 and over 𝒩, (H, 2, 4) (H = 1 but for
+        ``Config.heads``): the heads' specialisation statistic.
+      fit_by_attention: fraction of 𝒩 fitted with its weakly-relevant opposite token the most attended (the
+        attention's route to memorising a flipped label); NaN when 𝒩 is empty.
+      fit_by_head: fraction of 𝒩 fitted with its relevant token the most attended (the head's route: the head's
+        noise terms flip the sign of f).
     """
 
     train_accuracy: jax.Array
@@ -69,6 +75,9 @@ class Metrics:
     gap_clean: jax.Array
     gap_noisy: jax.Array
     max_attention: jax.Array
+    head_attention: jax.Array
+    fit_by_attention: jax.Array
+    fit_by_head: jax.Array
 
 
 jax.tree_util.register_dataclass(Metrics, data_fields=[f.name for f in dataclasses.fields(Metrics)], meta_fields=[])
@@ -80,6 +89,7 @@ FIELD_SHAPES = {
     "attention_test": (len(ROLE_NAMES),),
     "saturation_clean": (2,),
     "saturation_noisy": (2,),
+    "head_attention": (1, 2, len(ROLE_NAMES)),
 }
 
 
@@ -187,6 +197,9 @@ def attention_train_metrics(params: Params, train, train_gamma, saturation_total
     train_accuracy, train_loss = accuracy_and_loss(f_train, train.labels)
     fitted = train.labels * f_train > 0
     roles_train = role_attention(s_train, train.roles)
+    attention_clean = masked_mean(roles_train, ~train.noisy_mask)
+    attention_noisy = masked_mean(roles_train, train.noisy_mask)
+    top = train.roles[jnp.argmax(s_train, axis=-1)]  # the role of each sample's most-attended token
     p_norm = jnp.linalg.norm(params.p)
     safe_norm = jnp.where(p_norm > 0, p_norm, 1.0)
     return dict(
@@ -194,8 +207,8 @@ def attention_train_metrics(params: Params, train, train_gamma, saturation_total
         train_loss=train_loss,
         clean_accuracy=masked_mean(fitted, ~train.noisy_mask),
         noisy_fit=masked_mean(fitted, train.noisy_mask),
-        attention_clean=masked_mean(roles_train, ~train.noisy_mask),
-        attention_noisy=masked_mean(roles_train, train.noisy_mask),
+        attention_clean=attention_clean,
+        attention_noisy=attention_noisy,
         p_norm=p_norm,
         cos_mu1=params.p[0] / safe_norm,
         cos_mu2=params.p[1] / safe_norm,
@@ -204,6 +217,9 @@ def attention_train_metrics(params: Params, train, train_gamma, saturation_total
         gap_clean=masked_mean(lead_relevant, ~train.noisy_mask),
         gap_noisy=masked_mean(lead_opposite, train.noisy_mask),
         max_attention=jnp.mean(jnp.max(s_train, axis=-1)),
+        head_attention=jnp.stack([attention_clean, attention_noisy])[None],
+        fit_by_attention=masked_mean(fitted & (top == WEAK_OPPOSITE), train.noisy_mask),
+        fit_by_head=masked_mean(fitted & (top == RELEVANT), train.noisy_mask),
     )
 
 

@@ -137,6 +137,8 @@ METRIC_TITLES = {
     "train_loss": "train loss",
     "test_loss": "test loss",
     "noisy_fit": "noisy samples fitted",
+    "fit_by_attention": "noisy fitted by attention",
+    "fit_by_head": "noisy fitted by the head",
     "regime": "regime",
 }
 
@@ -146,7 +148,15 @@ def _seeds_text(seeds: int) -> str:
 
 
 #: Metrics with a fixed [0, 1] colour scale: a fraction of samples, so 1 always gets the top colour.
-FRACTIONS = ("train_accuracy", "test_accuracy", "clean_accuracy", "noisy_fit", "max_attention")
+FRACTIONS = (
+    "train_accuracy",
+    "test_accuracy",
+    "clean_accuracy",
+    "noisy_fit",
+    "max_attention",
+    "fit_by_attention",
+    "fit_by_head",
+)
 
 
 def _colour_range(name: str, values: np.ndarray) -> tuple[float, float]:
@@ -462,4 +472,37 @@ def selected_tokens(runs, *, titles: list[str] | None = None) -> Figure:
             accuracy = train_accuracy if which == "train" else test_accuracy
             axis.set_title(f"{name}\n{which} (accuracy {accuracy:.3f})", fontsize="medium")
             axis.legend(fontsize="x-small", loc="upper left")
+    return figure
+
+
+def head_attention(values, *, title: str | None = None) -> Figure:
+    """The heads' specialisation: each head's mean attention per token role on clean and on noisy training
+    samples (``Metrics.head_attention``), one bar group per head.
+
+    Args:
+      values: (H, 2, 4) attention (heads × [clean, noisy] × ``data.ROLE_NAMES``), e.g.
+        ``run.final.head_attention``, or a ``Run`` (its final metrics are read), or the seed mean of a sweep
+        cell (``result.final["head_attention"][cell].mean(0)``).
+      title: figure title (default: "attention per role, per head").
+    """
+    from matplotlib.figure import Figure
+
+    if hasattr(values, "final"):
+        values = values.final.head_attention
+    values = np.asarray(values, np.float64)
+    if values.ndim != 3 or values.shape[1:] != (2, len(ROLE_NAMES)):
+        raise ValueError(f"head_attention needs an (H, 2, {len(ROLE_NAMES)}) array, got shape {values.shape}")
+    heads = values.shape[0]
+    figure = Figure(figsize=(5.5 + 0.6 * heads, 4.2), layout="constrained")
+    axes = figure.subplots(1, 2, sharey=True)
+    width = 0.8 / len(ROLE_NAMES)
+    for axis, group, label in zip(axes, range(2), ("clean samples 𝒞", "noisy samples 𝒩"), strict=True):
+        for role, name in enumerate(ROLE_NAMES):
+            axis.bar(np.arange(heads) + (role - 1.5) * width, values[:, group, role], width, label=name)
+        axis.set_xticks(np.arange(heads), [f"head {h + 1}" for h in range(heads)])
+        axis.set_ylim(0, 1)
+        axis.set_title(label)
+    axes[0].set_ylabel("mean attention")
+    axes[1].legend(fontsize="small")
+    figure.suptitle("attention per role, per head" if title is None else title)
     return figure

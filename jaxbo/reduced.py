@@ -22,6 +22,8 @@ from jaxbo.config import Config
 from jaxbo.data import Dataset, balanced_labels, noisy_mask, run_keys, signal_coefficients, token_roles
 
 _TOKEN_STREAM, _FLIP_STREAM, _DIAGONAL_STREAM, _SIGNAL_STREAM = 0, 1, 2, 3
+#: Streams of a random start (in the weights key) and of the test tokens' coordinates along it (in the test key).
+_START_STREAM, _START_TEST_STREAM = 0x7FFFFFFC, 4
 
 
 def width(config: Config) -> int:
@@ -101,6 +103,48 @@ def sample_train_test(key: jax.Array, config: Config) -> tuple[Dataset, Dataset]
     """Reduced training and (full-width) test sets of one run key, from independent streams."""
     train_key, test_key, _ = run_keys(key)
     return sample_train(train_key, config), sample_test(test_key, config)
+
+
+def start_width(config: Config) -> int:
+    """Coordinates with a random start (``Config.query_init_std`` > 0): 2 + N, then H for the parts of the
+    heads' p_h⁽⁰⁾ orthogonal to S ⊕ span{training noise}; 2 + N without one."""
+    return width(config) + (config.heads if config.query_init_std else 0)
+
+
+def random_start(key: jax.Array, config: Config) -> jax.Array:
+    """p_h⁽⁰⁾ ~ N(0, s²I_d), h < H, in the reduced coordinates: (H, ``start_width(config)``).
+
+    With S' = span(e₁, e₂, training noise) (dimension 2 + m', m' = min(d − 2, N)): p⁽⁰⁾ is independent of the
+    data and isotropic, so its coordinates on e₁, e₂ and on the Haar basis of the training noise are
+    N(0, s²) each (m' of the N noise coordinates; the rest 0, as for test tokens). Its parts r_h orthogonal
+    to S' (in K = d − 2 − m' dimensions) are written in the orthonormal basis their Gram–Schmidt gives: the
+    Bartlett factor of the H × H Gram matrix, r_h's coordinate j < min(h, K) N(0, s²) and coordinate h
+    s√χ²_{K−h} while h < K. Training tokens have no component there, so training never moves those coordinates;
+    test tokens have σ·N(0, 1) on each of the first min(H, K) (``start_test_coordinates``).
+    """
+    n_tokens, heads, s = config.n_train * config.T, config.heads, config.query_init_std
+    m = _orthogonal_dims(config)
+    inside = jnp.concatenate([jnp.ones(2, bool), jnp.arange(n_tokens) < m])
+    visible = s * jax.random.normal(jax.random.fold_in(key, _START_STREAM), (heads, 2 + n_tokens), jnp.float32)
+    visible = jnp.where(inside, visible, 0.0)
+    if not s:
+        return visible
+    K = jnp.maximum(m - n_tokens, 0.0)
+    index = jnp.arange(heads)
+    gaussian = s * jax.random.normal(jax.random.fold_in(key, _START_STREAM + 1), (heads, heads), jnp.float32)
+    degrees = jnp.maximum(K - index, 1.0)
+    chi_square = 2.0 * jax.random.gamma(jax.random.fold_in(key, _START_STREAM + 2), degrees / 2.0, dtype=jnp.float32)
+    diagonal = jnp.where(index < K, s * jnp.sqrt(chi_square), 0.0)
+    below = jnp.where((index[None, :] < index[:, None]) & (index[None, :] < K), gaussian, 0.0)
+    return jnp.concatenate([visible, below + jnp.diag(diagonal)], axis=-1)
+
+
+def start_test_coordinates(key: jax.Array, config: Config, n: int) -> jax.Array:
+    """A test token's noise along the random start's H orthogonal directions: σ·N(0, 1) on the first
+    min(H, K) of them, 0 beyond, (n, T, H)."""
+    K = jnp.maximum(_orthogonal_dims(config) - config.n_train * config.T, 0.0)
+    draw = jax.random.normal(jax.random.fold_in(key, _START_TEST_STREAM), (n, config.T, config.heads), jnp.float32)
+    return jnp.where(jnp.arange(config.heads) < K, config.sigma * draw, 0.0)
 
 
 def lift(vectors: jax.Array, key: jax.Array, d: int) -> jax.Array:

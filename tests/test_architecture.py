@@ -19,6 +19,7 @@ ORDER = [
     "loss",
     "kernel",
     "metrics",
+    "heads",
     "theory",
     "encoder",
     "memory",

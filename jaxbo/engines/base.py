@@ -112,9 +112,15 @@ class Engine:
 
 
 def attention_title(config: Config) -> str:
-    """The attention model in words, with its W: "attention model (W = I, p trained)"."""
+    """The attention model in words, with its W and variants: "attention model (W = I, p trained)",
+    "attention model, 4 heads (W = I, p and ν trained, p⁽⁰⁾ ~ N(0, 0.02²I))"."""
     weights = {"identity": "W = I", "fixed": "W fixed random", "trained": "W trained"}[config.attention]
-    return f"attention model ({weights}, p trained)"
+    trained = "p and ν trained" if config.train_head else "p trained"
+    parts = [weights, trained]
+    if config.query_init_std:
+        parts.append(f"p⁽⁰⁾ ~ N(0, {config.query_init_std:g}²I)")
+    name = f"attention model, {config.heads} heads" if config.heads > 1 else "attention model"
+    return f"{name} ({', '.join(parts)})"
 
 
 def attention_evaluate(

@@ -30,6 +30,11 @@ def not_exact(config: Config, optimizer) -> list[str]:
         )
     if config.gradient != "analytic":
         reasons.append(f"Config.gradient = {config.gradient!r} (needs 'analytic')")
+    if config.variant:
+        reasons.append(
+            f"Config.heads = {config.heads}, train_head = {config.train_head}, query_init_std = "
+            f"{config.query_init_std} (the kernel form has one fixed head from p = 0: use 'primal')"
+        )
     return reasons
 
 

@@ -6,11 +6,16 @@ optax optimizer), at a cost that grows with d. The reference the other engines a
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
+
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 
 from jaxbo import data as data_lib
+from jaxbo import heads
 from jaxbo.config import Config
 from jaxbo.data import Dataset
 from jaxbo.engines.base import (
@@ -24,6 +29,7 @@ from jaxbo.engines.base import (
 )
 from jaxbo.loss import autodiff_grad, grad_from_attention, trainable, with_trainable
 from jaxbo.memory import MAX_PRIMAL_WIDTH
+from jaxbo.metrics import Metrics
 from jaxbo.model import Params, attention_logits, init_params, token_scores
 
 
@@ -71,6 +77,57 @@ def descent_trainer(
     )
 
 
+def heads_evaluate(config: Config, keys: RunKeys, train_set: Dataset, test_set: Dataset | None, view) -> Callable:
+    """``Trainer.evaluate`` of the H-head model (``jaxbo.heads``); ``view``: values -> ``HeadParams``. Without
+    a test set, the final test metrics use the exact draw in span{e₁, e₂, every q_h and ν_h}."""
+
+    def evaluate(values, saturation_totals) -> Metrics:
+        params = view(values)
+        training = heads.train_metrics(params, train_set, saturation_totals)
+        if test_set is not None:
+            return Metrics(**training, **heads.test_metrics(params, test_set))
+        vectors = jnp.concatenate([heads.queries(params), params.nu])
+        projected, coordinates = data_lib.sample_test_projected_span(keys.test, config, vectors)
+        count = config.heads
+        test_params = heads.HeadParams(p=coordinates[:count], nu=coordinates[count:])
+        return Metrics(**training, **heads.test_metrics(test_params, projected))
+
+    return evaluate
+
+
+def heads_trainer(
+    config: Config, keys: RunKeys, params: heads.HeadParams, train_set: Dataset, test_set, optimizer
+) -> Trainer:
+    """Descent with ``optimizer`` (default ``optax.sgd(config.lr)``) on the H-head model's p_h (and W_h when
+    ``attention="trained"``, ν_h when ``train_head``) from ``params``; tokens of any width. The attention the
+    loop accumulates 𝔖 from is the heads' mean."""
+    optimizer = default_optimizer(config) if optimizer is None else optimizer
+    tokens, labels = train_set.tokens, train_set.labels
+
+    def step(values, opt_state):
+        current = dataclasses.replace(params, **values)
+        attention, _, gamma = heads.head_outputs(current, tokens)
+        if config.gradient == "analytic":
+            train_weights = config.attention == "trained"
+            grads = heads.grad_from_outputs(current, tokens, labels, attention, gamma, train_weights, config.train_head)
+        else:
+            grads = heads.autodiff_grad(current, tokens, labels, config)
+        updates, opt_state = optimizer.update(grads, opt_state, values)
+        return optax.apply_updates(values, updates), opt_state, jnp.mean(attention, axis=0)
+
+    def params_of(values) -> heads.HeadParams:
+        return dataclasses.replace(params, **values)
+
+    values = heads.trainable(params, config)
+    return Trainer(
+        values=values,
+        opt_state=optimizer.init(values),
+        step=step,
+        evaluate=heads_evaluate(config, keys, train_set, test_set, params_of),
+        params_of=params_of,
+    )
+
+
 def sample(keys: RunKeys, config: Config, width: int, log_history: bool):
     """d-dimensional tokens zero-padded to ``width``; no test set without ``log_history`` (the final test
     metrics then use the exact 4-coordinate draw)."""
@@ -80,6 +137,10 @@ def sample(keys: RunKeys, config: Config, width: int, log_history: bool):
 
 
 def start(keys: RunKeys, config: Config, width: int, train_set, test_set, optimizer) -> Trainer:
+    """The paper's model (``descent_trainer``), or, for ``Config.variant``, the H-head model (``heads_trainer``)."""
+    if config.variant:
+        params = heads.init_params(keys.weights, config, width)
+        return heads_trainer(config, keys, params, train_set, test_set, optimizer)
     return descent_trainer(config, keys, init_params(keys.weights, config, width), train_set, test_set, optimizer)
 
 
@@ -88,8 +149,8 @@ def bytes_per_run(config: Config, width: int, log_history: bool) -> int:
     (W₀, W, its gradient and update) when W is not the identity, and the history."""
     samples = config.n_train + (config.n_test if log_history else 0)
     data = 4 * config.T * width * samples * TOKEN_COPIES + 4 * config.T * config.n_test * 12
-    if config.attention != "identity":
-        data += 4 * width * width * 4
+    if config.attention != "identity":  # W₀, W, its gradient and update, per head
+        data += 4 * width * width * 4 * config.heads
     return data + (HISTORY_BYTES_PER_LOG * config.n_logs if log_history else 0)
 
 

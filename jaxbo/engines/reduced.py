@@ -8,11 +8,14 @@ plain gradient descent and the analytic gradient it trains in kernel form: p = p
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxbo import heads
 from jaxbo import reduced as reduced_form
 from jaxbo.config import Config
 from jaxbo.engines import primal
@@ -26,7 +29,7 @@ from jaxbo.engines.base import (
     attention_title,
 )
 from jaxbo.loss import token_weights, with_trainable
-from jaxbo.model import PRECISION, Params, init_params, token_scores
+from jaxbo.model import PRECISION, Params, head, init_params, token_scores
 
 
 def is_rotation_equivariant(optimizer: optax.GradientTransformation, dim: int = 6, steps: int = 4) -> bool:
@@ -62,14 +65,66 @@ def not_exact(config: Config, optimizer) -> list[str]:
 
 
 def width(config: Config) -> int:
-    return reduced_form.width(config)
+    """2 + n·T, and H more with a random start (``reduced.start_width``)."""
+    return reduced_form.start_width(config)
 
 
 def sample(keys: RunKeys, config: Config, width: int, log_history: bool):
-    """Training (and, with ``log_history``, test) sets in the 2 + n·T coordinates; ``width`` is theirs."""
+    """Training (and, with ``log_history``, test) sets in the 2 + n·T coordinates; with a random start, H more
+    coordinates, along which training tokens are 0 and test tokens σ·N(0, 1) (``reduced.random_start``)."""
     train_set = reduced_form.sample_train(keys.train, config)
     test_set = reduced_form.sample_test(keys.test, config) if log_history else None
+    if not config.query_init_std:
+        return train_set, test_set
+    zeros = jnp.zeros((*train_set.tokens.shape[:2], config.heads), train_set.tokens.dtype)
+    train_set = dataclasses.replace(train_set, tokens=jnp.concatenate([train_set.tokens, zeros], axis=-1))
+    if test_set is not None:
+        along = reduced_form.start_test_coordinates(keys.test, config, config.n_test)
+        test_set = dataclasses.replace(test_set, tokens=jnp.concatenate([test_set.tokens, along], axis=-1))
     return train_set, test_set
+
+
+def heads_kernel_trainer(config: Config, keys: RunKeys, params: heads.HeadParams, train_set, test_set) -> Trainer:
+    """The H-head model (W = I) in kernel form: p_h = p_h⁽⁰⁾ + Xᵀα_h and ν_h = ν_h⁽⁰⁾ + Xᵀβ_h, so the logits are
+    Xp_h⁽⁰⁾ + Gα_h and the scores Xν_h⁽⁰⁾ + Gβ_h, and a step is α_h ← α_h − lr·w_h, β_h ← β_h − lr·v_h with the
+    weights of ``heads.weights_from``. One product of G with the 2H vectors per step: G is read once for
+    every head and the head's training."""
+    tokens = train_set.tokens
+    n, T = tokens.shape[0], tokens.shape[1]
+    flat = tokens.reshape(n * T, -1)
+    gram = jnp.matmul(flat, flat.T, precision=PRECISION)
+    initial = jnp.matmul(jnp.concatenate([params.p, params.nu]), flat.T, precision=PRECISION)  # (2H, N)
+    count = config.heads
+
+    def outputs(values):
+        coefficients = values["p"] if "nu" not in values else jnp.concatenate([values["p"], values["nu"]])
+        moved = jnp.matmul(coefficients, gram, precision=PRECISION)  # G is symmetric: (αG)ᵀ = Gαᵀ
+        logits = initial[:count] + moved[:count]
+        gamma = initial[count:] + (moved[count:] if "nu" in values else 0.0)
+        return jax.nn.softmax(logits.reshape(count, n, T), axis=-1), gamma.reshape(count, n, T)
+
+    def step(values, opt_state):
+        attention, gamma = outputs(values)
+        logit_weights, score_weights = heads.weights_from(train_set.labels, attention, gamma)
+        updated = {"p": values["p"] - config.lr * logit_weights.reshape(count, -1)}
+        if "nu" in values:
+            updated["nu"] = values["nu"] - config.lr * score_weights.reshape(count, -1)
+        return updated, opt_state, jnp.mean(attention, axis=0)
+
+    def params_of(values) -> heads.HeadParams:
+        moved = {name: jnp.matmul(values[name], flat, precision=PRECISION) for name in values}
+        return heads.HeadParams(p=params.p + moved["p"], nu=params.nu + moved.get("nu", 0.0))
+
+    values = {"p": jnp.zeros((count, n * T), jnp.float32)}
+    if config.train_head:
+        values["nu"] = jnp.zeros((count, n * T), jnp.float32)
+    return Trainer(
+        values=values,
+        opt_state=(),
+        step=step,
+        evaluate=primal.heads_evaluate(config, keys, train_set, test_set, params_of),
+        params_of=params_of,
+    )
 
 
 def kernel_trainer(config: Config, keys: RunKeys, params: Params, train_set, test_set) -> Trainer:
@@ -102,9 +157,18 @@ def kernel_trainer(config: Config, keys: RunKeys, params: Params, train_set, tes
 
 def start(keys: RunKeys, config: Config, width: int, train_set, test_set, optimizer) -> Trainer:
     """The kernel form with plain gradient descent and the analytic gradient; else descent on p itself in
-    the reduced coordinates (another optimizer, the autodiff gradient)."""
+    the reduced coordinates (another optimizer, the autodiff gradient). The variants (``Config.variant``: heads,
+    a trained head, a random start) likewise, on ``HeadParams``: every update is a combination of training
+    tokens, so p_h − p_h⁽⁰⁾ and ν_h − ν_h⁽⁰⁾ stay in their span (docs/exact_reduction.md, "Variants")."""
+    plain = optimizer is None and config.gradient == "analytic"
+    if config.variant:
+        nu = jnp.broadcast_to(head(config, width) / config.heads, (config.heads, width))
+        params = heads.HeadParams(p=reduced_form.random_start(keys.weights, config), nu=nu)
+        if plain:
+            return heads_kernel_trainer(config, keys, params, train_set, test_set)
+        return primal.heads_trainer(config, keys, params, train_set, test_set, optimizer)
     params = init_params(keys.weights, config, width)
-    if optimizer is None and config.gradient == "analytic":
+    if plain:
         return kernel_trainer(config, keys, params, train_set, test_set)
     return primal.descent_trainer(config, keys, params, train_set, test_set, optimizer)
 
