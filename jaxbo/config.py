@@ -28,6 +28,8 @@ SWEEPABLE = ("d", "signal_norm", "rho", "sigma", "noise_rate", "lr")
 MAX_D = 2**53
 #: Most attention heads: every head is a vmapped copy of the model's arrays.
 MAX_HEADS = 1024
+#: Most encoder blocks.
+MAX_LAYERS = 64
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,6 +66,7 @@ class Config:
         ``attention="trained"``); False (the paper) keeps ν fixed.
       query_init_std: s, the scale of a random start p_h⁽⁰⁾ ~ N(0, s²I_d) (each head its own draw); 0 (the
         paper) starts from p = 0.
+      layers: L, pre-LayerNorm blocks of the encoder (``model="encoder"``); 1 is the appendix's encoder.
     """
 
     n_train: int = 20
@@ -86,6 +89,7 @@ class Config:
     heads: int = 1
     train_head: bool = False
     query_init_std: float = 0.0
+    layers: int = 1
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Config:
         # Runs before the generated __init__, so a misspelled field is named with the valid ones listed.
@@ -137,6 +141,7 @@ class Config:
         if not isinstance(self.train_head, bool):
             raise TypeError(f"Config.train_head = {self.train_head!r} must be True or False")
         _check_real("query_init_std", self.query_init_std, low=0.0)
+        _check_int("layers", self.layers, minimum=1, maximum=MAX_LAYERS, why="blocks of the encoder")
         if self.steps % self.log_every:
             raise ValueError(
                 f"Config.steps = {self.steps} is not a multiple of Config.log_every = {self.log_every}: "
@@ -169,6 +174,11 @@ class Config:
             value = getattr(self, name)
             if value not in allowed:
                 raise ValueError(f"Config.{name} = {value!r} is unknown: allowed values are {allowed}")
+        if self.model != "encoder" and self.layers != 1:
+            raise ValueError(
+                f"Config.layers = {self.layers} stacks encoder blocks: it needs model='encoder' (the attention "
+                f"model has one layer; got model={self.model!r})"
+            )
         if self.model != "attention" and self.variant:
             raise ValueError(
                 f"Config.model = {self.model!r} with heads = {self.heads}, train_head = {self.train_head}, "

@@ -63,6 +63,8 @@ class EncoderParams:
       mlp_out, mlp_out_bias: W₂ (d, m), b₂ (d,). With m = 0 there is no MLP branch.
       final_norm_scale, final_norm_bias: LN₃, (d,) each.
       head, head_bias: w (d,), b ().
+      lower: the blocks below this one, ``BlockParams`` stacked over L − 1 blocks, or None (L = 1, the
+        appendix's encoder). The fields above are then the top block's, whose output at [CLS] the head reads.
     """
 
     cls: jax.Array
@@ -81,26 +83,73 @@ class EncoderParams:
     final_norm_bias: jax.Array
     head: jax.Array
     head_bias: jax.Array
+    lower: BlockParams | None = None
 
     @property
     def d(self) -> int:
         return self.cls.shape[-1]
 
     @property
+    def layers(self) -> int:
+        """L, the number of blocks."""
+        return 1 if self.lower is None else 1 + self.lower.query.shape[0]
+
+    @property
     def mlp_width(self) -> int:
         return self.mlp_in.shape[-2]
 
 
+@dataclasses.dataclass(frozen=True)
+class BlockParams:
+    """The lower blocks of a deeper encoder, each stacked along a leading (L − 1,) axis (bottom block first):
+    LN₁, W_Q, W_K, W_V, LN₂ and the MLP, as the fields of ``EncoderParams`` with the same names."""
+
+    attention_norm_scale: jax.Array
+    attention_norm_bias: jax.Array
+    query: jax.Array
+    key: jax.Array
+    value: jax.Array
+    mlp_norm_scale: jax.Array
+    mlp_norm_bias: jax.Array
+    mlp_in: jax.Array
+    mlp_in_bias: jax.Array
+    mlp_out: jax.Array
+    mlp_out_bias: jax.Array
+
+
 _FIELDS = [f.name for f in dataclasses.fields(EncoderParams)]
+_BLOCK_FIELDS = [f.name for f in dataclasses.fields(BlockParams)]
 jax.tree_util.register_dataclass(EncoderParams, data_fields=_FIELDS, meta_fields=[])
+jax.tree_util.register_dataclass(BlockParams, data_fields=_BLOCK_FIELDS, meta_fields=[])
+#: The stream of the lower blocks' draws (block ℓ: ``fold_in(fold_in(key, _LOWER_STREAM), ℓ)``).
+_LOWER_STREAM = 1000
 
 
-def init_params(key: jax.Array, d: int, mlp_width: int) -> EncoderParams:
-    """PyTorch-default initialisation (module docstring) of an encoder of width ``d`` and MLP width ``mlp_width``.
+def init_params(key: jax.Array, d: int, mlp_width: int, layers: int = 1) -> EncoderParams:
+    """PyTorch-default initialisation (module docstring) of an encoder of width ``d``, MLP width ``mlp_width``
+    and ``layers`` blocks.
 
     Each parameter draws from ``fold_in(key, its index in EncoderParams)``, so the MLP width does not change
-    the attention weights' draw.
+    the attention weights' draw, and the top block of a deeper encoder is drawn as the one-block encoder is;
+    lower block ℓ draws from ``fold_in(fold_in(key, _LOWER_STREAM), ℓ)`` the same way.
     """
+    top = _init_top(key, d, mlp_width)
+    if layers == 1:
+        return top
+    blocks = [
+        _init_block(jax.random.fold_in(jax.random.fold_in(key, _LOWER_STREAM), b), d, mlp_width)
+        for b in range(layers - 1)
+    ]
+    return dataclasses.replace(top, lower=jax.tree.map(lambda *leaves: jnp.stack(leaves), *blocks))
+
+
+def _init_block(key: jax.Array, d: int, mlp_width: int) -> BlockParams:
+    """One lower block, PyTorch's defaults (as ``_init_top``'s fields of the same names)."""
+    top = _init_top(key, d, mlp_width)
+    return BlockParams(**{name: getattr(top, name) for name in _BLOCK_FIELDS})
+
+
+def _init_top(key: jax.Array, d: int, mlp_width: int) -> EncoderParams:
 
     def uniform(name: str, shape: tuple[int, ...], fan_in: int) -> jax.Array:
         bound = 1.0 / jnp.sqrt(jnp.float32(max(fan_in, 1)))
@@ -131,6 +180,36 @@ def _field_key(key: jax.Array, name: str) -> jax.Array:
     return jax.random.fold_in(key, _FIELDS.index(name))
 
 
+def lower_blocks(params: EncoderParams, sequence: jax.Array, *, normalise=True, residual=True, cls_key=True):
+    """The lower blocks on the whole sequence [c; x_1; …; x_T], (n, T + 1, d): every token's query, attention
+    and MLP (pre-LN, residuals), as a ``lax.scan`` over the stacked blocks; returns the top block's input."""
+    d = sequence.shape[-1]
+
+    def norm(x, scale, bias):
+        return layer_norm(x, scale, bias) if normalise else x
+
+    def block(hidden, weights: BlockParams):
+        normed = norm(hidden, weights.attention_norm_scale, weights.attention_norm_bias)
+        query = jnp.matmul(normed, weights.query.T, precision=PRECISION)
+        key = jnp.matmul(normed, weights.key.T, precision=PRECISION)
+        scores = jnp.einsum("nid,njd->nij", query, key, precision=PRECISION) * d**-0.5
+        if not cls_key:
+            scores = scores.at[:, :, 0].set(-jnp.inf)
+        mixed = jnp.einsum("nij,njd->nid", jax.nn.softmax(scores, axis=-1), normed, precision=PRECISION)
+        attended = jnp.matmul(mixed, weights.value.T, precision=PRECISION)
+        hidden = attended + hidden if residual else attended
+        if weights.mlp_in.shape[-2]:
+            inner = norm(hidden, weights.mlp_norm_scale, weights.mlp_norm_bias)
+            inner = jnp.matmul(inner, weights.mlp_in.T, precision=PRECISION) + weights.mlp_in_bias
+            branch = jax.nn.gelu(inner, approximate=False)
+            branch = jnp.matmul(branch, weights.mlp_out.T, precision=PRECISION) + weights.mlp_out_bias
+            hidden = hidden + branch if residual else branch
+        return hidden, None
+
+    hidden, _ = jax.lax.scan(block, sequence, params.lower)
+    return hidden
+
+
 def layer_norm(x: jax.Array, scale: jax.Array, bias: jax.Array) -> jax.Array:
     """LayerNorm over the last axis (biased variance, ε = 1e-5, as ``torch.nn.LayerNorm``)."""
     mean = jnp.mean(x, axis=-1, keepdims=True)
@@ -159,9 +238,15 @@ def forward(
 
     Returns:
       f (n,); [CLS]'s attention probabilities on x_1 … x_T, (n, T) (with ``cls_key`` they sum to 1 minus its
-      attention on itself); their logits (n, T).
+      attention on itself); their logits (n, T). With lower blocks (``params.lower``) these are the top
+      block's: [CLS]'s attention on the lower blocks' outputs at positions 1 … T.
     """
     d = tokens.shape[-1]
+    if params.lower is not None:
+        cls = jnp.broadcast_to(params.cls, (tokens.shape[0], 1, d))
+        switches = dict(normalise=normalise, residual=residual, cls_key=cls_key)
+        hidden = lower_blocks(params, jnp.concatenate([cls, tokens], axis=1), **switches)
+        return _top_block(params, hidden[:, 0], hidden[:, 1:], **switches)
 
     def norm(x, scale, bias):
         return layer_norm(x, scale, bias) if normalise else x
@@ -188,6 +273,38 @@ def forward(
         activation = jax.nn.gelu(inner, approximate=False)  # PyTorch's nn.GELU() is the exact erf form
         branch = jnp.matmul(activation, params.mlp_out.T, precision=PRECISION) + params.mlp_out_bias
         hidden = hidden + branch if residual else branch
+    out = norm(hidden, params.final_norm_scale, params.final_norm_bias)
+    f = jnp.matmul(out, params.head, precision=PRECISION) + params.head_bias
+    return f, token_attention, token_logits
+
+
+def _top_block(params: EncoderParams, cls_input, tokens, *, normalise: bool, residual: bool, cls_key: bool):
+    """``forward``'s top block when [CLS]'s input differs per sample (below it, lower blocks): cls_input (n, d),
+    tokens (n, T, d); only [CLS]'s row, as for one block."""
+    d = tokens.shape[-1]
+
+    def norm(x, scale, bias):
+        return layer_norm(x, scale, bias) if normalise else x
+
+    cls = norm(cls_input, params.attention_norm_scale, params.attention_norm_bias)  # (n, d)
+    normed = norm(tokens, params.attention_norm_scale, params.attention_norm_bias)  # (n, T, d)
+    query = jnp.matmul(cls, params.query.T, precision=PRECISION)
+    key_query = jnp.matmul(query, params.key, precision=PRECISION) * d**-0.5  # (n, d): W_Kᵀq per sample
+    token_logits = jnp.einsum("ntd,nd->nt", normed, key_query, precision=PRECISION)
+    if cls_key:
+        cls_logit = jnp.sum(cls * key_query, axis=-1, keepdims=True)
+        attention = jax.nn.softmax(jnp.concatenate([cls_logit, token_logits], -1), axis=-1)
+        self_attention, token_attention = attention[..., :1], attention[..., 1:]
+    else:
+        self_attention, token_attention = 0.0, jax.nn.softmax(token_logits, axis=-1)
+    mixed = jnp.einsum("nt,ntd->nd", token_attention, normed, precision=PRECISION) + self_attention * cls
+    attended = jnp.matmul(mixed, params.value.T, precision=PRECISION)
+    hidden = attended + cls_input if residual else attended
+    if params.mlp_width:
+        inner = norm(hidden, params.mlp_norm_scale, params.mlp_norm_bias)
+        inner = jnp.matmul(inner, params.mlp_in.T, precision=PRECISION) + params.mlp_in_bias
+        branch = jnp.matmul(jax.nn.gelu(inner, approximate=False), params.mlp_out.T, precision=PRECISION)
+        hidden = hidden + branch + params.mlp_out_bias if residual else branch + params.mlp_out_bias
     out = norm(hidden, params.final_norm_scale, params.final_norm_bias)
     f = jnp.matmul(out, params.head, precision=PRECISION) + params.head_bias
     return f, token_attention, token_logits
@@ -234,14 +351,24 @@ def test_metrics(params: EncoderParams, test) -> dict[str, jax.Array]:
     return dict(test_accuracy=accuracy, test_loss=loss, attention_test=roles)
 
 
-def parameter_count(d: int, mlp_width: int) -> int:
-    """Number of parameters of the one-layer encoder (``EncoderParams``) of width d and MLP width m."""
-    return 3 * d * d + 2 * d * mlp_width + mlp_width + 9 * d + 1
+def parameter_count(d: int, mlp_width: int, layers: int = 1) -> int:
+    """Number of parameters of the encoder (``EncoderParams``) of width d, MLP width m and L blocks: the
+    one-block encoder's 3d² + 2dm + m + 9d + 1, and 3d² + 2dm + m + 5d per further block."""
+    return (
+        3 * d * d
+        + 2 * d * mlp_width
+        + mlp_width
+        + 9 * d
+        + 1
+        + (layers - 1) * (3 * d * d + 2 * d * mlp_width + mlp_width + 5 * d)
+    )
 
 
 def flops_per_step(config: Config, d: int) -> int:
     """Floating-point operations of one training step at width ``d`` (forward and backward, matrix products
-    only; backward counted as twice the forward): 2·(2d² + n·d² + 2·n·d·m + 2·n·(T+1)·d) · 3."""
+    only; backward counted as twice the forward): 2·(2d² + n·d² + 2·n·d·m + 2·n·(T+1)·d) · 3 for the top
+    block, and 2·(n(T+1)·(3d² + 2(T+1)d + 2dm)) · 3 for each lower block (every token's row)."""
     n, m, T = config.n_train, config.mlp_width, config.T
     forward_multiply_adds = 2 * d * d + n * d * d + 2 * n * d * m + 2 * n * (T + 1) * d
-    return 2 * forward_multiply_adds * 3
+    lower = n * (T + 1) * (3 * d * d + 2 * (T + 1) * d + 2 * d * m)
+    return 2 * (forward_multiply_adds + (config.layers - 1) * lower) * 3

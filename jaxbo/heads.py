@@ -161,12 +161,12 @@ def autodiff_grad(params: HeadParams, tokens, labels, config: Config) -> dict:
 def train_metrics(params: HeadParams, train, saturation_totals, query=None) -> dict[str, jax.Array]:
     """The training part of ``Metrics`` for H heads; each definition reduces to the one-head model's at H = 1.
 
-    Attention per role, gaps and the largest attention are means over heads; ``p_norm`` is the root mean square
-    of ‖p_h‖ over heads, cos(p, μ_c) the mean over heads of cos(p_h, μ_c). ``head_attention`` (H, 2, 4): per head, the attention per role on
-    clean and on noisy samples (the specialisation statistic). ``fit_by_attention`` and ``fit_by_head``: the
-    fraction of noisy samples that are fitted with, on head average, the weakly-relevant opposite token (the
-    attention's route) or the relevant token (the head's route: its noise terms flip the sign) as the token
-    with the most attention.
+    Attention per role, gaps and the largest attention are means over heads; ``p_norm`` is the root mean
+    square of ‖p_h‖ over heads, cos(p, μ_c) the mean over heads of cos(p_h, μ_c). ``head_attention``
+    (H, 2, 4): per head, the attention per role on clean and on noisy samples (the specialisation statistic).
+    ``fit_by_attention`` and ``fit_by_head``: the fraction of noisy samples that are fitted with, on head
+    average, the weakly-relevant opposite token (the attention's route) or the relevant token (the head's
+    route: its noise terms flip the sign) as the token with the most attention.
     """
     attention, logits, gamma = head_outputs(params, train.tokens, query)
     f = jnp.sum(attention * gamma, axis=(0, 2))

@@ -496,7 +496,7 @@ def head_attention(values, *, title: str | None = None) -> Figure:
     figure = Figure(figsize=(5.5 + 0.6 * heads, 4.2), layout="constrained")
     axes = figure.subplots(1, 2, sharey=True)
     width = 0.8 / len(ROLE_NAMES)
-    for axis, group, label in zip(axes, range(2), ("clean samples 𝒞", "noisy samples 𝒩"), strict=True):
+    for axis, group, label in zip(axes, range(2), ("clean samples", "noisy samples"), strict=True):
         for role, name in enumerate(ROLE_NAMES):
             axis.bar(np.arange(heads) + (role - 1.5) * width, values[:, group, role], width, label=name)
         axis.set_xticks(np.arange(heads), [f"head {h + 1}" for h in range(heads)])

@@ -46,17 +46,33 @@ def numpy_encoder(params, tokens, *, normalise=True, residual=True, cls_key=True
 
     Returns (f (n,), [CLS]'s attention on x_1 … x_T (n, T)).
     """
-    p = {name: np.asarray(value, np.float64) for name, value in dataclasses.asdict(params).items()}
+    lower = params.lower
+    p = {name: np.asarray(value, np.float64) for name, value in vars(params).items() if name != "lower"}
     x = np.asarray(tokens, np.float64)
     n, _, d = x.shape
     sequence = np.concatenate([np.broadcast_to(p["cls"], (n, 1, d)), x], axis=1)  # (n, T + 1, d)
+    for block in range(0 if lower is None else lower.query.shape[0]):  # bottom block first
+        weights = {name: np.asarray(value[block], np.float64) for name, value in vars(lower).items()}
+        sequence = numpy_block(weights, sequence, normalise=normalise, residual=residual, cls_key=cls_key)[0]
+    _, attention, hidden = numpy_block(p, sequence, normalise=normalise, residual=residual, cls_key=cls_key)
+    final = numpy_norm(hidden, p["final_norm_scale"], p["final_norm_bias"], normalise)
+    return final[:, 0] @ p["head"] + p["head_bias"], attention[:, 0, 1:]
+
+
+def numpy_norm(v, scale, shift, normalise=True):
+    if not normalise:
+        return v
+    mean = v.mean(-1, keepdims=True)
+    variance = ((v - mean) ** 2).mean(-1, keepdims=True)
+    return (v - mean) / np.sqrt(variance + 1e-5) * scale + shift
+
+
+def numpy_block(p, sequence, *, normalise=True, residual=True, cls_key=True):
+    """One pre-LN block on every token, float64: (its output, attention (n, T + 1, T + 1), output)."""
+    d = sequence.shape[-1]
 
     def norm(v, scale, shift):
-        if not normalise:
-            return v
-        mean = v.mean(-1, keepdims=True)
-        variance = ((v - mean) ** 2).mean(-1, keepdims=True)
-        return (v - mean) / np.sqrt(variance + 1e-5) * scale + shift
+        return numpy_norm(v, scale, shift, normalise)
 
     def gelu(v):
         return 0.5 * v * (1.0 + np.vectorize(math.erf)(v / math.sqrt(2.0)))
@@ -74,8 +90,7 @@ def numpy_encoder(params, tokens, *, normalise=True, residual=True, cls_key=True
         inner = norm(hidden, p["mlp_norm_scale"], p["mlp_norm_bias"]) @ p["mlp_in"].T + p["mlp_in_bias"]
         branch = gelu(inner) @ p["mlp_out"].T + p["mlp_out_bias"]
         hidden = hidden + branch if residual else branch
-    final = norm(hidden, p["final_norm_scale"], p["final_norm_bias"])
-    return final[:, 0] @ p["head"] + p["head_bias"], attention[:, 0, 1:]
+    return hidden, attention, hidden
 
 
 @pytest.mark.parametrize(
@@ -141,7 +156,7 @@ def test_a_training_step_is_one_gradient_descent_step(config, params, dataset):
     stepped, _, _ = trained(one_step, params, dataset)
     gradient = jax.jit(jax.grad(encoder.empirical_loss))(params, dataset.tokens, dataset.labels)
     expected = jax.tree.map(lambda a, g: a - config.lr * g, params, gradient)
-    for name in dataclasses.asdict(params):
+    for name in (field.name for field in dataclasses.fields(params) if field.name != "lower"):
         np.testing.assert_allclose(getattr(stepped, name), getattr(expected, name), rtol=1e-6, atol=1e-7)
     assert not np.allclose(stepped.query, params.query), "the step must move the attention weights"
 
@@ -265,3 +280,66 @@ def test_any_optax_optimizer_trains_the_whole_pytree(config, dataset, params):
     stepped, _, final = trained(config.replace(steps=2, log_every=2), params, dataset, optax.adam(1e-2))
     assert all(not np.allclose(a, b) for a, b in zip(jax.tree.leaves(stepped), jax.tree.leaves(params), strict=True))
     assert np.isfinite(final.train_loss)
+
+
+@pytest.mark.parametrize("layers", [2, 3])
+@pytest.mark.parametrize(
+    "switches", [{}, {"normalise": False, "residual": False}, {"cls_key": False}], ids=["authors", "bare", "no-cls-key"]
+)
+def test_deeper_encoders_match_a_float64_numpy_encoder_that_evaluates_every_token(layers, switches, dataset):
+    params = encoder.init_params(jax.random.key(12), D, MLP, layers)
+    params = _perturbed(params, jax.random.key(13))
+    assert params.layers == layers and params.lower.query.shape == (layers - 1, D, D)
+    expected_f, expected_attention = numpy_encoder(params, dataset.tokens, **switches)
+    with jax.enable_x64():
+        params64 = jax.tree.map(lambda a: jnp.asarray(np.asarray(a, np.float64)), params)
+        f, attention, _ = encoder.forward(params64, jnp.asarray(np.asarray(dataset.tokens, np.float64)), **switches)
+        np.testing.assert_allclose(f, expected_f, rtol=1e-10, atol=1e-10)
+        np.testing.assert_allclose(attention, expected_attention, rtol=1e-10, atol=1e-12)
+
+
+def test_one_layer_is_the_appendix_encoder_and_its_top_block_is_drawn_alike():
+    one = encoder.init_params(jax.random.key(14), D, MLP)
+    three = encoder.init_params(jax.random.key(14), D, MLP, 3)
+    assert one.lower is None and one.layers == 1
+    for name in ("cls", "query", "key", "value", "mlp_in", "head"):
+        np.testing.assert_array_equal(getattr(three, name), getattr(one, name))
+    assert not np.allclose(three.lower.query[0], three.lower.query[1])  # each lower block its own draw
+    count = sum(leaf.size for leaf in jax.tree.leaves(three))
+    assert count == encoder.parameter_count(D, MLP, 3)
+
+
+def test_lower_block_gradients_match_central_differences(dataset):
+    with jax.enable_x64():
+        params = encoder.init_params(jax.random.key(15), D, MLP, 2)
+        params = jax.tree.map(lambda a: jnp.asarray(np.asarray(a, np.float64)), _perturbed(params, jax.random.key(16)))
+        tokens = jnp.asarray(np.asarray(dataset.tokens, np.float64))
+        gradient = jax.jit(jax.grad(encoder.empirical_loss))(params, tokens, dataset.labels)
+        direction = jax.tree.map(lambda a: jnp.zeros_like(a), params)
+        for name in ("query", "mlp_in", "attention_norm_scale"):
+            along = jax.random.normal(jax.random.key(17), getattr(params.lower, name).shape, jnp.float64)
+            lower = dataclasses.replace(direction.lower, **{name: along})
+            step = dataclasses.replace(direction, lower=lower)
+            plus = jax.tree.map(lambda a, v: a + 1e-6 * v, params, step)
+            minus = jax.tree.map(lambda a, v: a - 1e-6 * v, params, step)
+            numeric = (
+                encoder.empirical_loss(plus, tokens, dataset.labels)
+                - encoder.empirical_loss(minus, tokens, dataset.labels)
+            ) / 2e-6
+            analytic = jnp.vdot(getattr(gradient.lower, name), along)
+            np.testing.assert_allclose(float(analytic), float(numeric), rtol=1e-6, atol=1e-10, err_msg=name)
+
+
+def test_deeper_encoders_train_through_sweep_and_are_planned_by_their_size(config):
+    deep = config.replace(layers=2)
+    run = jaxbo.simulate(0, deep)
+    assert run.params.layers == 2 and np.isfinite(run.final.train_loss)
+    result = jaxbo.sweep({"d": [D]}, seeds=2, config=deep, progress=False)
+    assert result.final["train_loss"].shape == (1, 2)
+    assert plan.bytes_per_run(deep, "primal", 512, False) > plan.bytes_per_run(config, "primal", 512, False)
+    gpu = memory.Backend(platform="gpu", device_count=1, memory_bytes=1 << 30)
+    with pytest.raises(ValueError, match=r"Config\.d = 4000 with Config\.mlp_width = .* and Config\.layers = 6"):
+        plan.check_fits(config.replace(layers=6, mlp_width=2000), "primal", 4000, False, gpu)
+    with pytest.raises(ValueError, match=r"Config\.layers = 0 is out of range"):
+        config.replace(layers=0)
+    assert "2-layer Transformer encoder" in jaxbo.plot.model_name(deep)

@@ -199,3 +199,14 @@ def test_bad_variants_fail_before_compiling():
     assert engines.resolve(SMALL.replace(heads=4), None, "auto").name == "reduced"
     with pytest.raises(ValueError, match="not rotation-equivariant"):
         jaxbo.sweep({"d": [30]}, config=SMALL.replace(heads=2), engine="reduced", optimizer=optax.adam(0.1))
+
+
+def test_command_line_settings_reach_the_variants():
+    from jaxbo.cli import parse_setting
+
+    assert parse_setting("train_head=true") == ("train_head", True)
+    assert parse_setting("train_head=0") == ("train_head", False)
+    assert parse_setting("heads=4") == ("heads", 4)
+    assert parse_setting("query_init_std=0.02") == ("query_init_std", 0.02)
+    with pytest.raises(Exception, match="not a valid bool"):
+        parse_setting("train_head=maybe")

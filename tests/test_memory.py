@@ -19,6 +19,13 @@ CASES = [
     ("kernel, W trained", {"attention": "trained"}, "kernel"),
     ("reduced", {"attention": "identity"}, "reduced"),
     ("encoder", {"model": "encoder", "mlp_width": 256}, "primal"),
+    ("encoder, 3 layers", {"model": "encoder", "mlp_width": 256, "layers": 3}, "primal"),
+    (
+        "reduced, 4 heads, trained head, random start",
+        {"heads": 4, "train_head": True, "query_init_std": 0.1},
+        "reduced",
+    ),
+    ("primal, 2 heads, W trained", {"heads": 2, "attention": "trained", "train_head": True}, "primal"),
 ]
 
 

@@ -52,16 +52,18 @@ def sample(keys: RunKeys, config: Config, width: int, log_history: bool):
 
 
 def start(keys: RunKeys, config: Config, width: int, train_set, test_set, optimizer) -> Trainer:
-    params = encoder_model.init_params(keys.weights, width, config.mlp_width)
+    params = encoder_model.init_params(keys.weights, width, config.mlp_width, config.layers)
     return descent_trainer(config, params, train_set, test_set, optimizer)
 
 
 def bytes_per_run(config: Config, width: int, log_history: bool) -> int:
     """Its parameters, their gradient and the new parameters (3 copies: XLA's figure is 2.6–3 at d >= 500), its
-    activations, and a full d-dimensional test set (sampled, then layer-normalised)."""
-    T, n = config.T, config.n_train
-    parameters = encoder_model.parameter_count(width, config.mlp_width)
-    activations = 8 * n * (T + 1) * width + 4 * n * config.mlp_width
+    activations (the top block's [CLS] row; every token's rows in each lower block, kept for the backward pass),
+    and a full d-dimensional test set (sampled, then layer-normalised)."""
+    T, n, m = config.T, config.n_train, config.mlp_width
+    parameters = encoder_model.parameter_count(width, m, config.layers)
+    activations = 8 * n * (T + 1) * width + 4 * n * m
+    activations += (config.layers - 1) * n * (T + 1) * (12 * width + 2 * (T + 1) + 3 * m)
     data = 3 * T * width * n + 5 * T * width * config.n_test
     history = 40 * config.n_logs if log_history else 0
     return 4 * (3 * parameters + activations + data + history)
@@ -69,13 +71,14 @@ def bytes_per_run(config: Config, width: int, log_history: bool) -> int:
 
 def step_bytes(config: Config, width: int) -> int:
     """Every weight, read once per step."""
-    return 4 * encoder_model.parameter_count(width, config.mlp_width)
+    return 4 * encoder_model.parameter_count(width, config.mlp_width, config.layers)
 
 
 def size_words(config: Config, width: int) -> tuple[str, str, str]:
-    parameters = encoder_model.parameter_count(width, config.mlp_width)
+    parameters = encoder_model.parameter_count(width, config.mlp_width, config.layers)
+    layers = f" and Config.layers = {config.layers}" if config.layers > 1 else ""
     return (
-        f"Config.d = {width} with Config.mlp_width = {config.mlp_width}",
+        f"Config.d = {width} with Config.mlp_width = {config.mlp_width}{layers}",
         f"one encoder run (its {parameters:,} parameters, their gradient and a {config.n_test}-sample test set)",
         "The encoder has no reduced form: use a smaller d, mlp_width or n_test.",
     )
@@ -83,7 +86,8 @@ def size_words(config: Config, width: int) -> tuple[str, str, str]:
 
 def title(config: Config) -> str:
     mlp = f"MLP width {config.mlp_width}" if config.mlp_width else "no MLP"
-    return f"one-layer Transformer encoder ({mlp})"
+    depth = "one-layer" if config.layers == 1 else f"{config.layers}-layer"
+    return f"{depth} Transformer encoder ({mlp})"
 
 
 ENGINE = Engine(
