@@ -38,7 +38,7 @@ HEADS = (1, 2, 4, 8)
 STARTS = (0.0, 0.005, 0.01, 0.02, 0.05)
 #: Deeper encoders on a CPU-sized grid (the encoder has no reduced form: its cost grows with d² and L).
 DEPTHS = (1, 2, 3)
-DEPTH_GRID = {"d": [50, 100, 200], "signal_norm": [2.0, 4.0, 8.0, 16.0, 32.0]}
+DEPTH_GRID = {"d": [50, 100, 200], "signal_norm": [4.0, 8.0, 16.0, 32.0, 64.0, 128.0]}
 DEPTH_CONFIG = jaxbo.Config(model="encoder", mlp_width=128)
 
 

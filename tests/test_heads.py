@@ -210,3 +210,32 @@ def test_command_line_settings_reach_the_variants():
     assert parse_setting("query_init_std=0.02") == ("query_init_std", 0.02)
     with pytest.raises(Exception, match="not a valid bool"):
         parse_setting("train_head=maybe")
+
+
+def test_a_variant_sweep_resumes_from_its_checkpoint_and_runs_from_the_command_line(tmp_path):
+    from jaxbo import cli
+    from jaxbo.sweep import SweepInterrupted
+
+    config = SMALL.replace(heads=2, train_head=True, query_init_std=0.1)
+    grid = {"d": [30, 300], "signal_norm": [2.0, 8.0]}
+    arguments = dict(seeds=2, config=config, chunk_size=2, checkpoint=tmp_path / "store", progress=False)
+
+    def stop_after_one(done):
+        if done == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(SweepInterrupted):
+        jaxbo.sweep(grid, _after_chunk=stop_after_one, **arguments)
+    resumed = jaxbo.sweep(grid, **arguments)
+    whole = jaxbo.sweep(grid, **{**arguments, "checkpoint": None})
+    assert resumed.metadata["checkpoint"]["chunks_loaded"] == 1
+    np.testing.assert_array_equal(resumed.final["head_attention"], whole.final["head_attention"])
+    with pytest.raises(ValueError, match="query_init_std"):
+        jaxbo.sweep(grid, **{**arguments, "config": config.replace(query_init_std=0.2)})  # another sweep's store
+    out = tmp_path / "cli"
+    argv = ["sweep", "--d", "30,60", "--signal-norm", "2,8", "--seeds", "1", "--out", str(out), "--quiet"]
+    argv += ["--set", "train_head=true", "--set", "heads=2", "--set", "n_train=8", "--set", "T=4", "--set", "steps=40"]
+    assert cli.main(argv) == 0
+    saved = jaxbo.load(out / "phase_diagram")
+    assert saved.config.train_head and saved.config.heads == 2
+    assert saved.final["head_attention"].shape == (2, 2, 1, 2, 2, 4)
