@@ -24,7 +24,7 @@ import jaxbo
 jaxbo.use_cpu_cores()  # before anything starts JAX: one CPU device per core
 
 import numpy as np  # noqa: E402
-from _bench import machine  # noqa: E402
+from _bench import machine, write_section  # noqa: E402
 
 from jaxbo import analysis, plot  # noqa: E402
 from jaxbo.data import ROLE_NAMES  # noqa: E402
@@ -122,30 +122,48 @@ def trained_head_section(grid, seeds, out, base, base_seconds) -> tuple[list[str
     return lines, timing
 
 
+def typical_run(result: jaxbo.SweepResult) -> tuple[np.ndarray, str]:
+    """The (H, 2, 4) head attention of the run whose heads' spread on the noisy samples' weak opposite token
+    is the median over runs (heads are exchangeable, so averaging runs would hide any specialisation), and
+    where it is."""
+    values = result.final["head_attention"]
+    flat = values.reshape(-1, *values.shape[-3:])
+    spread = np.nanmax(flat[:, :, 1, 2], -1) - np.nanmin(flat[:, :, 1, 2], -1)
+    index = int(np.argsort(spread)[len(spread) // 2])
+    position = np.unravel_index(index, values.shape[:-3])
+    where = ", ".join(f"{name} = {result.coords[name][i]:g}" for name, i in zip(result.dims, position, strict=True))
+    return flat[index], where
+
+
 def heads_section(grid, seeds, out) -> list[str]:
     lines = [
-        "| H | cells: benign / harmful / not / tied | spread of 𝒩's weak-opposite attention across heads | "
-        "spread of 𝒞's relevant attention across heads |",
-        "|---|---|---|---|",
+        "| H | cells: benign / harmful / not / tied | boundaries (fit_boundaries) | spread of 𝒩's weak-opposite "
+        "attention across heads | spread of 𝒞's relevant attention across heads |",
+        "|---|---|---|---|---|",
     ]
-    last = None
     for count in HEADS:
         result, _ = timed_sweep(grid, jaxbo.Config(heads=count, query_init_std=START), seeds)
         opposite, relevant = specialisation(result)
-        lines.append(f"| {count} | {counts(result)} | {opposite:.3f} | {relevant:.3f} |")
-        last = result
-    cell = last.final["head_attention"].reshape(-1, *last.final["head_attention"].shape[-3:])
-    figure = plot.head_attention(np.nanmean(cell, axis=0), title=f"{HEADS[-1]} heads, random start s = {START}")
-    lines += ["", f"![heads]({save(figure, out, 'variants_heads.png')})"]
+        lines.append(f"| {count} | {counts(result)} | {fits_text(result)} | {opposite:.3f} | {relevant:.3f} |")
+        if count == 4:
+            diagram = save(plot.phase_diagram(result, theory=True), out, "variants_heads_phase.png")
+    attention, where = typical_run(result)
+    title = f"{HEADS[-1]} heads, random start s = {START}: the median run by spread ({where})"
+    figure = plot.head_attention(attention, title=title)
+    lines += ["", f"![4 heads]({diagram})", "", f"![heads]({save(figure, out, 'variants_heads.png')})"]
     return lines
 
 
-def start_section(grid, seeds) -> list[str]:
+def start_section(grid, seeds, out) -> list[str]:
     lines = ["| s | cells: benign / harmful / not / tied | boundaries (fit_boundaries) |", "|---|---|---|"]
+    diagrams = []
     for scale in STARTS:
         result, _ = timed_sweep(grid, jaxbo.Config(query_init_std=scale), seeds)
         lines.append(f"| {scale:g} | {counts(result)} | {fits_text(result)} |")
-    return lines
+        if scale in (0.0, START):
+            name = f"variants_start_{scale:g}.png"
+            diagrams.append(f"![s = {scale:g}]({save(plot.phase_diagram(result, theory=True), out, name)})")
+    return [*lines, "", *diagrams]
 
 
 def depth_section(grid, seeds) -> list[str]:
@@ -177,7 +195,7 @@ def main() -> None:
     base, base_seconds = timed_sweep(grid, jaxbo.Config(), seeds)
     head_lines, timing = trained_head_section(grid, seeds, out, base, base_seconds)
     heads_lines = heads_section(small, small_seeds, out)
-    start_lines = start_section(small, small_seeds)
+    start_lines = start_section(small, small_seeds, out)
     depth_grid = {name: values[:2] for name, values in DEPTH_GRID.items()} if args.quick else DEPTH_GRID
     depth_seeds = 1 if args.quick else 3
     depth_lines = depth_section(depth_grid, depth_seeds)
@@ -200,8 +218,20 @@ def main() -> None:
     )
     with open(os.path.join(out, "variants.md"), "w") as handle:
         handle.write(text)
+    if not args.quick:
+        write_section("bench_variants", BENCHMARK.format(machine=machine(), shape=shape, timing="\n".join(timing)))
     print(text)
 
+
+BENCHMARK = """## The variants against the base model (`scripts/variants.py`)
+
+Machine: {machine}. {shape}, one process, each sweep timed from the call to its result (compile included),
+the base model's sweep first; the targets are those of the variants' issue.
+
+| model | engine | wall | compile | against the base |
+|---|---|---|---|---|
+{timing}
+"""
 
 PAGE = """# The paper's open questions, measured
 

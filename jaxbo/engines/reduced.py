@@ -87,8 +87,8 @@ def sample(keys: RunKeys, config: Config, width: int, log_history: bool):
 def heads_kernel_trainer(config: Config, keys: RunKeys, params: heads.HeadParams, train_set, test_set) -> Trainer:
     """The H-head model (W = I) in kernel form: p_h = p_h⁽⁰⁾ + Xᵀα_h and ν_h = ν_h⁽⁰⁾ + Xᵀβ_h, so the logits are
     Xp_h⁽⁰⁾ + Gα_h and the scores Xν_h⁽⁰⁾ + Gβ_h, and a step is α_h ← α_h − lr·w_h, β_h ← β_h − lr·v_h with the
-    weights of ``heads.weights_from``. One product of G with the 2H vectors per step: G is read once for
-    every head and the head's training."""
+    weights of ``heads.weights_from``. One product of G with the (up to) 2H coefficient vectors per step: G is
+    read once per step for every query and every head."""
     tokens = train_set.tokens
     n, T = tokens.shape[0], tokens.shape[1]
     flat = tokens.reshape(n * T, -1)
