@@ -282,7 +282,7 @@ def test_any_optax_optimizer_trains_the_whole_pytree(config, dataset, params):
     assert np.isfinite(final.train_loss)
 
 
-@pytest.mark.parametrize("layers", [2, 3])
+@pytest.mark.parametrize("layers", [2, pytest.param(3, marks=pytest.mark.slow)])
 @pytest.mark.parametrize(
     "switches", [{}, {"normalise": False, "residual": False}, {"cls_key": False}], ids=["authors", "bare", "no-cls-key"]
 )
@@ -330,6 +330,7 @@ def test_lower_block_gradients_match_central_differences(dataset):
             np.testing.assert_allclose(float(analytic), float(numeric), rtol=1e-6, atol=1e-10, err_msg=name)
 
 
+@pytest.mark.slow  # two compiles of a two-block encoder
 def test_deeper_encoders_train_through_sweep_and_are_planned_by_their_size(config):
     deep = config.replace(layers=2)
     run = jaxbo.simulate(0, deep)

@@ -168,7 +168,7 @@ def test_reduced_engine_has_the_primal_law_with_a_random_start(variant):
 
 
 def test_route_and_specialisation_statistics_are_consistent():
-    config = SMALL.replace(heads=2, query_init_std=0.5, train_head=True, steps=300, log_every=100, lr=0.5)
+    config = SMALL.replace(heads=2, query_init_std=0.5, train_head=True, steps=100, log_every=50, lr=0.5)
     run = jaxbo.simulate(2, config)
     final = run.final
     assert final.head_attention.shape == (2, 2, 4)
