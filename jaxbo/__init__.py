@@ -44,6 +44,7 @@ __all__ = [
     "encoder",
     "engines",
     "forward",
+    "heads",
     "load",
     "loss",
     "make_run",
