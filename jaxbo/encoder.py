@@ -150,6 +150,7 @@ def _init_block(key: jax.Array, d: int, mlp_width: int) -> BlockParams:
 
 
 def _init_top(key: jax.Array, d: int, mlp_width: int) -> EncoderParams:
+    """The one-block encoder's parameters (the top block of a deeper one), PyTorch's defaults."""
 
     def uniform(name: str, shape: tuple[int, ...], fan_in: int) -> jax.Array:
         bound = 1.0 / jnp.sqrt(jnp.float32(max(fan_in, 1)))
@@ -180,6 +181,19 @@ def _field_key(key: jax.Array, name: str) -> jax.Array:
     return jax.random.fold_in(key, _FIELDS.index(name))
 
 
+def mlp(weights, hidden: jax.Array, norm, residual: bool) -> jax.Array:
+    """The MLP sub-block on ``hidden`` (…, d): h + W₂ GELU(W₁ LN₂(h) + b₁) + b₂ (without ``residual``: the
+    branch alone); h unchanged without an MLP (m = 0). ``weights``: ``EncoderParams`` or one block of
+    ``BlockParams``; ``norm``: the caller's LayerNorm (or identity)."""
+    if not weights.mlp_in.shape[-2]:
+        return hidden
+    normed_hidden = norm(hidden, weights.mlp_norm_scale, weights.mlp_norm_bias)
+    inner = jnp.matmul(normed_hidden, weights.mlp_in.T, precision=PRECISION) + weights.mlp_in_bias
+    activation = jax.nn.gelu(inner, approximate=False)  # PyTorch's nn.GELU() is the exact erf form
+    branch = jnp.matmul(activation, weights.mlp_out.T, precision=PRECISION) + weights.mlp_out_bias
+    return hidden + branch if residual else branch
+
+
 def lower_blocks(params: EncoderParams, sequence: jax.Array, *, normalise=True, residual=True, cls_key=True):
     """The lower blocks on the whole sequence [c; x_1; …; x_T], (n, T + 1, d): every token's query, attention
     and MLP (pre-LN, residuals), as a ``lax.scan`` over the stacked blocks; returns the top block's input."""
@@ -198,13 +212,7 @@ def lower_blocks(params: EncoderParams, sequence: jax.Array, *, normalise=True, 
         mixed = jnp.einsum("nij,njd->nid", jax.nn.softmax(scores, axis=-1), normed, precision=PRECISION)
         attended = jnp.matmul(mixed, weights.value.T, precision=PRECISION)
         hidden = attended + hidden if residual else attended
-        if weights.mlp_in.shape[-2]:
-            inner = norm(hidden, weights.mlp_norm_scale, weights.mlp_norm_bias)
-            inner = jnp.matmul(inner, weights.mlp_in.T, precision=PRECISION) + weights.mlp_in_bias
-            branch = jax.nn.gelu(inner, approximate=False)
-            branch = jnp.matmul(branch, weights.mlp_out.T, precision=PRECISION) + weights.mlp_out_bias
-            hidden = hidden + branch if residual else branch
-        return hidden, None
+        return mlp(weights, hidden, norm, residual), None
 
     hidden, _ = jax.lax.scan(block, sequence, params.lower)
     return hidden
@@ -267,12 +275,7 @@ def forward(
     mixed = jnp.einsum("nt,ntd->nd", token_attention, normed, precision=PRECISION) + self_attention * cls
     attended = jnp.matmul(mixed, params.value.T, precision=PRECISION)  # (n, d)
     hidden = attended + params.cls if residual else attended
-    if params.mlp_width:
-        normed_hidden = norm(hidden, params.mlp_norm_scale, params.mlp_norm_bias)
-        inner = jnp.matmul(normed_hidden, params.mlp_in.T, precision=PRECISION) + params.mlp_in_bias
-        activation = jax.nn.gelu(inner, approximate=False)  # PyTorch's nn.GELU() is the exact erf form
-        branch = jnp.matmul(activation, params.mlp_out.T, precision=PRECISION) + params.mlp_out_bias
-        hidden = hidden + branch if residual else branch
+    hidden = mlp(params, hidden, norm, residual)
     out = norm(hidden, params.final_norm_scale, params.final_norm_bias)
     f = jnp.matmul(out, params.head, precision=PRECISION) + params.head_bias
     return f, token_attention, token_logits
@@ -300,11 +303,7 @@ def _top_block(params: EncoderParams, cls_input, tokens, *, normalise: bool, res
     mixed = jnp.einsum("nt,ntd->nd", token_attention, normed, precision=PRECISION) + self_attention * cls
     attended = jnp.matmul(mixed, params.value.T, precision=PRECISION)
     hidden = attended + cls_input if residual else attended
-    if params.mlp_width:
-        inner = norm(hidden, params.mlp_norm_scale, params.mlp_norm_bias)
-        inner = jnp.matmul(inner, params.mlp_in.T, precision=PRECISION) + params.mlp_in_bias
-        branch = jnp.matmul(jax.nn.gelu(inner, approximate=False), params.mlp_out.T, precision=PRECISION)
-        hidden = hidden + branch + params.mlp_out_bias if residual else branch + params.mlp_out_bias
+    hidden = mlp(params, hidden, norm, residual)
     out = norm(hidden, params.final_norm_scale, params.final_norm_bias)
     f = jnp.matmul(out, params.head, precision=PRECISION) + params.head_bias
     return f, token_attention, token_logits
