@@ -89,8 +89,7 @@ def step_bytes(config: Config, width: int) -> int:
 
 
 def size_words(config: Config, width: int) -> tuple[str, str, str]:
-    _, what, remedy = primal.size_words(config, width)
-    return f"Config.d = {width}", what.replace("primal", "kernel"), remedy
+    return primal.size_words(config, width, engine="kernel")
 
 
 ENGINE = Engine(

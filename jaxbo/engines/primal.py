@@ -159,8 +159,9 @@ def step_bytes(config: Config, width: int) -> int:
     return 4 * config.n_train * config.T * width
 
 
-def size_words(config: Config, width: int) -> tuple[str, str, str]:
-    what = "one primal run"
+def size_words(config: Config, width: int, engine: str = "primal") -> tuple[str, str, str]:
+    """The words of a memory refusal for a run with d-wide arrays (this engine's, or ``engine``'s)."""
+    what = f"one {engine} run"
     if config.attention != "identity":
         what += f" (its {width} × {width} W in 4 copies)"
     return f"Config.d = {width}", what, "Use the reduced engine (W = I: any d at the cost of d ≈ n·T), or a smaller d."
