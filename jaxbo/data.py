@@ -183,6 +183,21 @@ def orthonormal_basis(columns: jax.Array) -> jax.Array:
     return basis
 
 
+def projected_basis(query: jax.Array, head: jax.Array) -> jax.Array:
+    """B of ``sample_test_projected``: orthonormal columns (width, 4) spanning e₁, e₂, q (width,) and ν (width,),
+    even when q = 0 or q ∈ span(e₁, e₂)."""
+    width = query.shape[0]
+    spanning = jnp.zeros((width, 4), jnp.float32).at[0, 0].set(1.0).at[1, 1].set(1.0)
+    spanning = spanning.at[:, 2].set(query).at[:, 3].set(head)
+    return orthonormal_basis(spanning)
+
+
+def projected_test_noise(key: jax.Array, config: Config) -> jax.Array:
+    """The standard normal noise Bᵀε/σ of ``sample_test_projected``'s tokens, (n_test, T, 4): it does not
+    depend on the query, so runs that share a test key share it."""
+    return jax.random.normal(jax.random.fold_in(key, _TOKEN_STREAM), (config.n_test, config.T, 4), jnp.float32)
+
+
 def sample_test_projected(
     key: jax.Array, config: Config, query: jax.Array, head: jax.Array
 ) -> tuple[Dataset, jax.Array, jax.Array]:
@@ -202,15 +217,11 @@ def sample_test_projected(
       (test set with tokens (n_test, T, 4), query Bᵀq (4,), head Bᵀν (4,)).
     """
     n, T = config.n_test, config.T
-    width = query.shape[0]
-    spanning = jnp.zeros((width, 4), jnp.float32).at[0, 0].set(1.0).at[1, 1].set(1.0)
-    spanning = spanning.at[:, 2].set(query).at[:, 3].set(head)
-    basis = orthonormal_basis(spanning)  # orthonormal columns even when q = 0 or q ∈ span(e₁, e₂)
+    basis = projected_basis(query, head)
     roles = jnp.asarray(token_roles(config.layout, T))
     clean = jnp.asarray(balanced_labels(n))
     means = config.signal_norm * signal_coefficients(roles, clean, config.rho)  # on (e₁, e₂): (n, T, 2)
-    noise = jax.random.normal(jax.random.fold_in(key, _TOKEN_STREAM), (n, T, 4), jnp.float32)
-    tokens = means @ basis[:2] + config.sigma * noise  # Bᵀm = m₁B[0] + m₂B[1]
+    tokens = means @ basis[:2] + config.sigma * projected_test_noise(key, config)  # Bᵀm = m₁B[0] + m₂B[1]
     test = Dataset(tokens=tokens, labels=clean, clean_labels=clean, noisy_mask=jnp.zeros(n, bool), roles=roles)
     return test, basis.T @ query, basis.T @ head
 

@@ -188,9 +188,15 @@ def attention_train_metrics(params: Params, train, train_gamma, saturation_total
       saturation_totals: (n,) Σ_τ 𝔖⁽ⁱ⁾(τ) per sample, grouped by class and group here rather than every step.
       query: Wᵀp, (width,), where the caller has it cheaper than from ``params``.
     """
-    saturation_sums = saturation_by_group(saturation_totals, train.clean_labels, train.noisy_mask)
     query = effective_query(params) if query is None else query
     logits = jnp.einsum("ntd,d->nt", train.tokens, query, precision=PRECISION)
+    return train_metrics_of_logits(logits, params.p, train, train_gamma, saturation_totals)
+
+
+def train_metrics_of_logits(logits, p, train, train_gamma, saturation_totals) -> dict[str, jax.Array]:
+    """``attention_train_metrics`` from the training logits a = XWᵀp, (n, T), and p, (width,), where the caller
+    has the logits cheaper than from the tokens (``train.tokens`` is not read)."""
+    saturation_sums = saturation_by_group(saturation_totals, train.clean_labels, train.noisy_mask)
     s_train = jax.nn.softmax(logits, axis=-1)
     f_train = jnp.sum(s_train * train_gamma, axis=-1)
     lead_relevant, lead_opposite = mean_gaps(logits, train.roles)
@@ -200,7 +206,7 @@ def attention_train_metrics(params: Params, train, train_gamma, saturation_total
     attention_clean = masked_mean(roles_train, ~train.noisy_mask)
     attention_noisy = masked_mean(roles_train, train.noisy_mask)
     top = train.roles[jnp.argmax(s_train, axis=-1)]  # the role of each sample's most-attended token
-    p_norm = jnp.linalg.norm(params.p)
+    p_norm = jnp.linalg.norm(p)
     safe_norm = jnp.where(p_norm > 0, p_norm, 1.0)
     return dict(
         train_accuracy=train_accuracy,
@@ -210,8 +216,8 @@ def attention_train_metrics(params: Params, train, train_gamma, saturation_total
         attention_clean=attention_clean,
         attention_noisy=attention_noisy,
         p_norm=p_norm,
-        cos_mu1=params.p[0] / safe_norm,
-        cos_mu2=params.p[1] / safe_norm,
+        cos_mu1=p[0] / safe_norm,
+        cos_mu2=p[1] / safe_norm,
         saturation_clean=saturation_sums[:, 0],
         saturation_noisy=saturation_sums[:, 1],
         gap_clean=masked_mean(lead_relevant, ~train.noisy_mask),

@@ -42,6 +42,7 @@ __all__ = [
     "chunk_shape",
     "coordinate_hash",
     "make_plan",
+    "paired_order",
     "physical_memory",
     "plan_buckets",
     "run_table",
@@ -178,6 +179,9 @@ class Group:
       sub_chunks: vmapped batches per compiled call, run one after another (``lax.map``) so each stays in
         the CPU cache; 1 on accelerators. ``chunk_size`` is a multiple of it.
       bytes_per_run: the estimate the chunk size was derived from.
+      pair_size: runs stepped together (a paired sweep's shared step, ``Engine.shared_step``): M, the number of
+        ‖μ‖ values, with ``members`` ordered so each M consecutive rows are one key's runs in the grid's ‖μ‖
+        order and every chunk and batch holds whole such sets; 1 where each run steps alone.
     """
 
     width: int
@@ -185,6 +189,7 @@ class Group:
     chunk_size: int
     sub_chunks: int
     bytes_per_run: int
+    pair_size: int = 1
 
     @property
     def chunks(self) -> int:
@@ -202,6 +207,7 @@ class Group:
             "sub_chunks": int(self.sub_chunks),
             "chunks": self.chunks,
             "bytes_per_run": int(self.bytes_per_run),
+            **({"pair_size": int(self.pair_size)} if self.pair_size > 1 else {}),
         }
 
 
@@ -219,6 +225,8 @@ class Plan:
       groups: the groups, each with its chunk size.
       backend: the backend the chunk sizes were planned for.
       paired: whether runs of one seed that differ only in ‖μ‖ share their random draws (``coordinate_hash``).
+      unshared: with ``paired``, why its runs of one key are not stepped together (``Engine.unshared``; [] when
+        they are: the groups' ``pair_size``).
     """
 
     axes: dict[str, np.ndarray]
@@ -230,6 +238,7 @@ class Plan:
     groups: tuple[Group, ...]
     backend: Backend
     paired: bool = False
+    unshared: tuple[str, ...] = ()
 
     @property
     def names(self) -> list[str]:
@@ -255,6 +264,7 @@ class Plan:
             "compiles": len(self.groups),
             "backend": dataclasses.asdict(self.backend),
             "paired": self.paired,
+            **({"shared_step": not self.unshared, "unshared": list(self.unshared)} if self.paired else {}),
         }
 
 
@@ -271,6 +281,19 @@ def run_table(axes: Mapping[str, np.ndarray], seeds: int, paired: bool = False):
     return values, seed_index, np.repeat(np.asarray(ids, dtype=np.int32), seeds)
 
 
+def paired_order(rows: np.ndarray, axes: Mapping[str, np.ndarray], seeds: int) -> np.ndarray:
+    """``rows`` of the run table (``run_table``) reordered so that each run of one key is followed by the
+    others of that key, in the grid's ‖μ‖ order: (keys · M,) for M ‖μ‖ values. ``rows`` must hold whole such
+    sets (every group does: runs of one key share d)."""
+    names = list(axes)
+    shape = tuple(len(axes[name]) for name in names)
+    position = names.index(PAIRED_AXIS)
+    stride = math.prod(shape[position + 1 :]) * seeds  # run-table rows between neighbouring ‖μ‖ values
+    norm_index = (rows // stride) % shape[position]
+    first_of_key = rows - norm_index * stride  # the row of the key's first ‖μ‖: one id per key
+    return rows[np.lexsort((norm_index, first_of_key))]
+
+
 def chunk_shape(
     config: Config,
     engine: str | Engine,
@@ -281,6 +304,7 @@ def chunk_shape(
     backend: Backend,
     chunk_size: int | None = None,
     memory_budget: int | None = None,
+    pair_size: int = 1,
 ) -> tuple[int, int]:
     """(chunk_size, sub_chunks) of a group of ``runs`` runs of one width on ``backend``.
 
@@ -290,24 +314,47 @@ def chunk_shape(
     batch, as large as ``memory_budget`` (default ``ACCELERATOR_MEMORY_FRACTION`` of each device's memory,
     times the device count) allows. An explicit ``chunk_size`` is used as given (rounded up to the device
     count), in one batch.
+
+    With ``pair_size`` M > 1 the unit is one key's M runs, stepped together (``Engine.shared_step``): its step
+    reads ``SharedStep.step_bytes``, it holds at most M runs' data, a CPU batch holds at least 2 units where
+    the group has them (a vmapped batch of 1 made XLA's CPU products 3× slower, measured), and sizes count
+    whole units, returned in runs.
     """
-    per_run = bytes_per_run(config, engine, width, histories)
+    engine = engine_of(config, engine)
     devices = backend.device_count
-    if chunk_size is not None:
-        size = min(chunk_size, runs)
-        return math.ceil(size / devices) * devices, 1
     if memory_budget is None:
         if backend.accelerator and backend.memory_bytes:
             memory_budget = int(ACCELERATOR_MEMORY_FRACTION * backend.memory_bytes) * devices
         else:
             memory_budget = MEMORY_BUDGET
-    by_memory = max(devices, memory_budget // per_run)
-    if backend.accelerator:
-        size = min(by_memory, runs)
+    per_run = bytes_per_run(config, engine, width, histories)
+    if pair_size == 1:
+        step = step_bytes(config, engine, width)
+        return _units_per_chunk(runs, per_run, step, devices, backend.accelerator, chunk_size, memory_budget, 1)
+    step = engine.shared_step.step_bytes(config, width, pair_size)
+    wanted = None if chunk_size is None else math.ceil(chunk_size / pair_size)
+    size, sub_chunks = _units_per_chunk(
+        runs // pair_size, per_run * pair_size, step, devices, backend.accelerator, wanted, memory_budget, 2
+    )
+    return size * pair_size, sub_chunks
+
+
+def _units_per_chunk(
+    units: int, unit_bytes: int, step: int, devices: int, accelerator: bool, wanted, budget: int, least: int
+) -> tuple[int, int]:
+    """``chunk_shape`` in units (a run, or one key's runs), ``least`` units per CPU batch and device where
+    there are that many."""
+    if wanted is not None:
+        size = min(wanted, units)
         return math.ceil(size / devices) * devices, 1
-    batch = max(1, CACHE_BYTES // step_bytes(config, engine, width)) * devices  # runs per batch, all devices
-    batch = min(batch, math.ceil(runs / devices) * devices, by_memory // devices * devices)
-    sub_chunks = max(1, min(SUB_CHUNKS, by_memory // batch, math.ceil(runs / batch)))
+    by_memory = max(devices, budget // unit_bytes)
+    if accelerator:
+        size = min(by_memory, units)
+        return math.ceil(size / devices) * devices, 1
+    per_device = max(least, CACHE_BYTES // step)
+    batch = per_device * devices  # units per batch, all devices
+    batch = min(batch, math.ceil(units / devices) * devices, max(devices, by_memory // devices * devices))
+    sub_chunks = max(1, min(SUB_CHUNKS, by_memory // batch, math.ceil(units / batch)))
     return batch * sub_chunks, sub_chunks
 
 
@@ -337,14 +384,21 @@ def make_plan(
     memory_budget: int | None = None,
     max_buckets: int = MAX_BUCKETS,
     paired: bool = False,
+    unshared: Sequence[str] = (),
 ) -> Plan:
     """The plan of a sweep over validated ``axes`` (``validate_grid``) × ``seeds`` with a resolved ``engine``
-    (an ``Engine``, or a registered name); ``paired`` as in ``run_table``."""
+    (an ``Engine``, or a registered name); ``paired`` as in ``run_table``. A paired plan steps each key's runs
+    together (groups of ``pair_size`` M = the number of ‖μ‖ values) unless ``unshared`` gives reasons not to
+    (``Engine.unshared``)."""
     engine = engine_of(config, engine)
     values, seed_index, coordinate_ids = run_table(axes, seeds, paired)
+    unshared = tuple(unshared) if paired else ()
+    pair_size = len(axes[PAIRED_AXIS]) if paired and not unshared else 1
     groups = []
     for width, rows in _width_groups(axes, values, config, engine, max_buckets):
         check_fits(config, engine, int(width), histories, backend)
+        if pair_size > 1:
+            rows = paired_order(rows, axes, seeds)
         size, sub_chunks = chunk_shape(
             config,
             engine,
@@ -354,9 +408,10 @@ def make_plan(
             backend=backend,
             chunk_size=chunk_size,
             memory_budget=memory_budget,
+            pair_size=pair_size,
         )
         per_run = bytes_per_run(config, engine, int(width), histories)
-        groups.append(Group(int(width), rows, size, sub_chunks, per_run))
+        groups.append(Group(int(width), rows, size, sub_chunks, per_run, pair_size))
     return Plan(
         axes=dict(axes),
         seeds=seeds,
@@ -367,4 +422,5 @@ def make_plan(
         groups=tuple(groups),
         backend=backend,
         paired=paired,
+        unshared=unshared,
     )

@@ -47,7 +47,7 @@ from jaxbo.plan import (
     validate_grid,
 )
 from jaxbo.results import REGIME_TOLERANCE, SweepResult, config_to_json
-from jaxbo.train import as_key, checked_engine, jit_config, run
+from jaxbo.train import as_key, checked_engine, jit_config, run, run_paired
 
 __all__ = [
     "CACHE_BYTES",
@@ -93,13 +93,16 @@ def chunk_program(
     log_history: bool,
     optimizer: optax.GradientTransformation | None,
     sub_chunks: int = 1,
+    pair_size: int = 1,
 ):
     """The jitted program of one chunk: ``program(base_key, seed_index, coordinate_id, values, config)``.
 
-    Every per-run argument has a leading (B,) axis, B a multiple of ``len(devices) * sub_chunks``; it returns
-    (final ``Metrics``, history or None) with the same leading axis. Each device trains its B / len(devices)
-    runs in ``sub_chunks`` vmapped batches, one after another (``lax.map``): on a CPU a batch then fits in the
-    cache while one call still covers many runs.
+    Every per-run argument has a leading (B,) axis, B a multiple of ``len(devices) * sub_chunks * pair_size``;
+    it returns (final ``Metrics``, history or None) with the same leading axis. Each device trains its
+    B / len(devices) runs in ``sub_chunks`` vmapped batches, one after another (``lax.map``): on a CPU a batch
+    then fits in the cache while one call still covers many runs. With ``pair_size`` M > 1 each M consecutive
+    runs are one key's runs at M values of ‖μ‖ (``plan.paired_order``), stepped together by
+    ``train.run_paired``.
     """
 
     def one(base_key, seed, identifier, swept, config):
@@ -114,8 +117,19 @@ def chunk_program(
         )
         return result.final, result.history
 
+    def one_key(base_key, seed, identifier, swept, config):  # (M,) arguments: one key's runs
+        key = jax.random.fold_in(jax.random.fold_in(base_key, seed[0]), identifier[0])
+        shared = {name: values[0] for name, values in swept.items() if name != PAIRED_AXIS}
+        config = with_traced(config, **shared)
+        return run_paired(key, config, swept[PAIRED_AXIS], width=width, engine=engine, log_history=log_history)
+
+    def paired(base_key, seed_index, coordinate_id, values, config):
+        grouped = jax.tree.map(lambda a: a.reshape(-1, pair_size, *a.shape[1:]), (seed_index, coordinate_id, values))
+        outputs = jax.vmap(one_key, in_axes=(None, 0, 0, 0, None))(base_key, *grouped, config)
+        return jax.tree.map(lambda a: a.reshape(-1, *a.shape[2:]), outputs)
+
     def local(base_key, seed_index, coordinate_id, values, config):
-        batched = jax.vmap(one, in_axes=(None, 0, 0, 0, None))
+        batched = paired if pair_size > 1 else jax.vmap(one, in_axes=(None, 0, 0, 0, None))
         if sub_chunks == 1:
             return batched(base_key, seed_index, coordinate_id, values, config)
         split = jax.tree.map(lambda a: a.reshape(sub_chunks, -1, *a.shape[1:]), (seed_index, coordinate_id, values))
@@ -207,8 +221,8 @@ def _scatter(into: dict[str, np.ndarray], arrays: Mapping[str, np.ndarray], rows
 
 def _chunk_inputs(plan: Plan, group: Group, rows: np.ndarray, sharding: NamedSharding):
     """Device-placed (seed_index, coordinate_id, values) of a chunk, padded to the group's chunk size by
-    repeating its last run (the repeats are dropped afterwards)."""
-    padded = np.concatenate([rows, np.full(group.chunk_size - len(rows), rows[-1])])
+    repeating its last run, or its last key's runs where they step together (the repeats are dropped afterwards)."""
+    padded = np.concatenate([rows, np.resize(rows[-group.pair_size :], group.chunk_size - len(rows))])
     dtypes = {name: plan.engine.d_dtype if name == "d" else np.float32 for name in plan.names}
     values = {name: plan.values[name][padded].astype(dtypes[name]) for name in plan.names}
     return jax.device_put((plan.seed_index[padded], plan.coordinate_ids[padded], values), sharding)
@@ -286,6 +300,7 @@ def execute(
                         log_history=histories,
                         optimizer=optimizer,
                         sub_chunks=group.sub_chunks,
+                        pair_size=group.pair_size,
                     )
                     progress.compiling(len(plan.groups))
                     started = time.perf_counter()
@@ -485,6 +500,7 @@ def sweep(
         memory_budget=memory_budget,
         max_buckets=max_buckets,
         paired=paired,
+        unshared=engine.unshared(config, optimizer) if paired else (),
     )
     store = (
         None if checkpoint is None else _open_store(checkpoint, plan, config, base_key, optimizer, histories, devices)

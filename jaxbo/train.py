@@ -33,6 +33,7 @@ __all__ = [
     "jit_config",
     "make_run",
     "run",
+    "run_paired",
     "simulate",
     "train_from",
 ]
@@ -108,8 +109,9 @@ def descend(
 ) -> tuple[object, Metrics | None, Metrics]:
     """Run ``trainer`` for ``config.steps`` steps; pure and jit-able (config's shape fields static).
 
-    The carry holds the trainer's values, its optimizer state and Σ_τ 𝔖⁽ⁱ⁾(τ) per training sample (n,), one
-    add per step from the attention each step started from, grouped only when metrics are logged.
+    The carry holds the trainer's values, its optimizer state and Σ_τ 𝔖⁽ⁱ⁾(τ) per training sample (n,), or
+    (M, n) for a trainer of M paired runs (attention (M, n, T)): one add per step from the attention each step
+    started from, grouped only when metrics are logged.
 
     Returns:
       (final values, history (``Metrics`` with a leading (n_logs,) axis) or None, final ``Metrics``).
@@ -127,7 +129,10 @@ def descend(
         values, _, saturation_totals = carry
         return carry, trainer.evaluate(values, saturation_totals) if log_history else None
 
-    zeros = jnp.zeros(train_set.tokens.shape[0], train_set.tokens.dtype)
+    # One total per training sample of each run the trainer steps: (n,), or (M, n) for a paired trainer.
+    attention = jax.eval_shape(trainer.step, trainer.values, trainer.opt_state)[2]
+    totals_shape = train_set.tokens.shape[:1] if attention is None else attention.shape[:-1]
+    zeros = jnp.zeros(totals_shape, train_set.tokens.dtype)
     carry = (trainer.values, trainer.opt_state, zeros)
     (values, _, saturation_totals), history = jax.lax.scan(block, carry, length=config.n_logs)
     return values, history, trainer.evaluate(values, saturation_totals)
@@ -274,3 +279,23 @@ def simulate(
     return _run_jit(
         as_key(key), jit_config(config, engine), width=width, optimizer=optimizer, engine=engine, keep_data=keep_data
     )
+
+
+def run_paired(
+    key: jax.Array, config: Config, norms: jax.Array, *, width: int, engine: Engine, log_history: bool = False
+) -> tuple[Metrics, Metrics | None]:
+    """The M runs of ``key`` at ‖μ‖ = ``norms`` (M,), stepped together by ``engine.shared_step`` (a paired
+    sweep's shared step); pure and jit-able (``width``, ``engine``, ``log_history`` static).
+
+    Each run is ``run(key, config.replace(signal_norm=norms[m]))`` in law and in every random draw; the numbers
+    agree to float32 rounding, as the shared Gram matrix is summed in another order (tests/test_paired.py).
+
+    Returns:
+      (final ``Metrics`` with a leading (M,) axis, history with leading (M, n_logs) axes or None).
+    """
+    keys = RunKeys(*data_lib.run_keys(key))
+    train_set, trainer = engine.shared_step.start(keys, config, width, norms, log_history)
+    _, history, final = descend(config, trainer, train_set, log_history=log_history)
+    if history is not None:
+        history = jax.tree.map(lambda values: jnp.moveaxis(values, 0, 1), history)  # (n_logs, M, …) → (M, n_logs, …)
+    return final, history

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from jaxbo.config import Config
 from jaxbo.engines import encoder, kernel, primal, reduced
-from jaxbo.engines.base import Engine, RunKeys, Trainer
+from jaxbo.engines.base import Engine, RunKeys, SharedStep, Trainer
 
-__all__ = ["AUTO", "REGISTRY", "Engine", "RunKeys", "Trainer", "for_model", "lookup", "names", "resolve"]
+__all__ = ["AUTO", "REGISTRY", "Engine", "RunKeys", "SharedStep", "Trainer", "for_model", "lookup", "names", "resolve"]
 
 #: Every registered engine. For each model, ``engine="auto"`` takes the first one that is exact, so the
 #: cheapest come first.

@@ -60,6 +60,25 @@ class Trainer(NamedTuple):
     params_of: Callable
 
 
+class SharedStep(NamedTuple):
+    """How an engine trains the M runs of one key that differ only in ‖μ‖ (a paired sweep,
+    ``sweep(..., paired=True)``) together, e.g. with one shared Gram matrix (``reduced_paired``).
+
+    Attributes:
+      start: ``(keys, config, width, norms, log_history) -> (training set, Trainer)`` for the runs at ‖μ‖ =
+        ``norms`` (M,): the training set's sample count sizes the loop; the trainer's metrics are (M, …), and
+        its attention (M, n, T), or None where it sums 𝔖 in its own values.
+      not_shared: ``(config, optimizer) -> list[str]``: why ``start`` does not apply here (each reason names the
+        field and value); ``[]`` when it does.
+      step_bytes: ``(config, width, M) -> int``, bytes one step of the M runs reads (the CPU plan keeps a
+        batch's in cache).
+    """
+
+    start: Callable
+    not_shared: Callable
+    step_bytes: Callable[[Config, int, int], int]
+
+
 @dataclasses.dataclass(frozen=True)
 class Engine:
     """One way to train one model; registered in ``jaxbo.engines.REGISTRY`` (or passed as ``engine=``).
@@ -85,6 +104,8 @@ class Engine:
       size_words: ``(config, width) -> (size, what, remedy)``, the words of a memory refusal.
       max_width: the largest width its indexing allows (None: no limit).
       title: ``config -> str``, the model in words for figure titles (``plot.model_name``); None: its name.
+      shared_step: how it steps a paired sweep's runs of one key together (``SharedStep``); None: it pairs
+        runs only by sharing their keys.
     """
 
     name: str
@@ -101,10 +122,18 @@ class Engine:
     size_words: Callable[[Config, int], tuple[str, str, str]]
     max_width: int | None = None
     title: Callable[[Config], str] | None = None
+    shared_step: SharedStep | None = None
 
     def __post_init__(self):
         if self.padding not in ("free", "zeros", "none"):
             raise ValueError(f"Engine.padding = {self.padding!r} must be 'free', 'zeros' or 'none'")
+
+    def unshared(self, config: Config, optimizer: optax.GradientTransformation | None) -> list[str]:
+        """Why a paired sweep of ``config`` cannot step its runs of one key together (``shared_step``); ``[]``
+        when it can. Such a sweep still pairs its runs, by sharing their keys."""
+        if self.shared_step is None:
+            return [f"the {self.name} engine has no shared step for paired runs"]
+        return self.shared_step.not_shared(config, optimizer)
 
     def traced_d(self, d) -> np.ndarray:
         """d as this engine's traced argument (0-d array of ``d_dtype``)."""

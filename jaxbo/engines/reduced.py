@@ -9,6 +9,7 @@ plain gradient descent and the analytic gradient it trains in kernel form: p = p
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -18,12 +19,13 @@ import optax
 from jaxbo import heads
 from jaxbo import reduced as reduced_form
 from jaxbo.config import Config
-from jaxbo.engines import primal
+from jaxbo.engines import primal, reduced_paired
 from jaxbo.engines.base import (
     HISTORY_BYTES_PER_LOG,
     TOKEN_COPIES,
     Engine,
     RunKeys,
+    SharedStep,
     Trainer,
     attention_evaluate,
     attention_title,
@@ -208,4 +210,9 @@ ENGINE = Engine(
     step_bytes=step_bytes,
     size_words=size_words,
     title=attention_title,
+    shared_step=SharedStep(
+        start=functools.partial(reduced_paired.start, sample=sample),
+        not_shared=reduced_paired.not_shared,
+        step_bytes=reduced_paired.step_bytes,
+    ),
 )
