@@ -393,6 +393,8 @@ def make_plan(
     engine = engine_of(config, engine)
     values, seed_index, coordinate_ids = run_table(axes, seeds, paired)
     unshared = tuple(unshared) if paired else ()
+    if paired and not unshared and len(axes[PAIRED_AXIS]) == 1:
+        unshared = (f"one value of {PAIRED_AXIS}: each key has one run",)
     pair_size = len(axes[PAIRED_AXIS]) if paired and not unshared else 1
     groups = []
     for width, rows in _width_groups(axes, values, config, engine, max_buckets):

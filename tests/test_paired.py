@@ -152,6 +152,12 @@ def test_a_paired_cpu_plan_chunks_whole_keys_at_least_two_a_batch():
         unshared=["a reason"],
     )  # fmt: skip
     assert unshared.groups[0].pair_size == 1 and unshared.describe()["unshared"] == ["a reason"]
+    single = plan.validate_grid({"d": [250, 500], "signal_norm": [5.0]}, jaxbo.Config())
+    alone = plan.make_plan(
+        single, jaxbo.Config(), seeds=2, engine=REDUCED, histories=False, backend=backend, paired=True
+    )
+    assert alone.groups[0].pair_size == 1 and alone.describe()["shared_step"] is False
+    assert alone.describe()["unshared"] == ["one value of signal_norm: each key has one run"]
 
 
 def test_what_keeps_runs_apart_is_named():

@@ -25,7 +25,7 @@ from jaxbo.data import (
     token_roles,
 )
 from jaxbo.engines.base import RunKeys, Trainer
-from jaxbo.loss import logistic_loss, token_weights
+from jaxbo.loss import logistic_derivative, logistic_loss
 from jaxbo.metrics import Metrics, attention_test_metrics, role_attention, train_metrics_of_logits
 from jaxbo.model import PRECISION, Params, head, token_scores
 
@@ -94,45 +94,54 @@ def trainer(config: Config, keys: RunKeys, norms: jax.Array, train_set: Dataset,
 
         logits = [G₀ | C | E] · [α; ‖μ‖∘Eᵀα + ‖μ‖²∘Cᵀα; ‖μ‖∘Cᵀα],
 
-    one product with K = N + 4 after a (4 × N)·(N × M) one. ``values`` holds α (N, M) and each run's
-    Σ_τ 𝔖⁽ⁱ⁾(τ), (n, M), summed by the step itself, which so returns no attention; the metrics are (M, …).
+    one product with K = N + 4 after a (4 × N)·(N × M) one. ``values`` holds that stacked array (N + 4, M),
+    rows in token-major order, and each run's Σ_τ 𝔖⁽ⁱ⁾(τ), (n, M), summed by the step itself, which so returns
+    no attention; the metrics are (M, …).
     """
     tokens = train_set.tokens
     n, T, width = tokens.shape
-    flat = tokens.reshape(n * T, width)
-    signal = signal_coefficients(train_set.roles, train_set.clean_labels, config.rho).reshape(n * T, 2)
+    size = n * T
+    # Rows in token-major order (t, i) and runs last: the softmax over t then runs over n·M contiguous values.
+    flat = jnp.swapaxes(tokens, 0, 1).reshape(size, width)
+    signal = signal_coefficients(train_set.roles, train_set.clean_labels, config.rho)
+    signal = jnp.swapaxes(signal, 0, 1).reshape(size, 2)
     low_rank = jnp.concatenate([signal, flat[:, :2]], axis=1)  # [C | E]: (N, 4)
     gram = jnp.matmul(flat, flat.T, precision=PRECISION)
     extended = jnp.concatenate([gram, low_rank], axis=1)  # [G₀ | C | E]: (N, N + 4)
     heads_nu = jax.vmap(lambda norm: head(with_traced(config, signal_norm=norm), width))(norms)  # ν ∝ 1/‖μ‖
+    labels = train_set.labels[:, None]  # ỹ: (n, 1)
 
     def at_norms(vectors):
-        """F(‖μ‖_m)·v_m for (M, width) vectors v: (N, M)."""
+        """F(‖μ‖_m)·v_m for (M, width) vectors v: (T, n, M)."""
         moved = jnp.matmul(flat, vectors.T, precision=PRECISION)
-        return moved + norms * jnp.matmul(signal, vectors[:, :2].T, precision=PRECISION)
+        return (moved + norms * jnp.matmul(signal, vectors[:, :2].T, precision=PRECISION)).reshape(T, n, -1)
 
-    gammas = at_norms(heads_nu).reshape(n, T, -1)  # γ = Xν of every run
-    by_run = jax.vmap(token_weights, in_axes=(None, 2, 2), out_axes=2)  # runs on the last axis
-
+    gammas = at_norms(heads_nu)  # γ = Xν of every run
     relevant = config.layout[0]  # ``data.token_roles``: the relevant tokens come first (a static slice is free)
 
     def step(values, opt_state):
-        alpha = values["alpha"]
-        projections = jnp.matmul(low_rank.T, alpha, precision=PRECISION)  # Cᵀα, Eᵀα: (4, M)
+        stacked = values["stacked"]  # [α; the low-rank rows], updated in place
+        projections = jnp.matmul(low_rank.T, stacked[:size], precision=PRECISION)  # Cᵀα, Eᵀα: (4, M)
         along_signal, along_noise = projections[:2], projections[2:]
-        stacked = jnp.concatenate([alpha, norms * along_noise + norms**2 * along_signal, norms * along_signal])
-        logits = jnp.matmul(extended, stacked, precision=PRECISION).reshape(n, T, -1)
-        attention = jax.nn.softmax(logits, axis=1)
-        weights = by_run(train_set.labels, attention, gammas)
+        stacked = stacked.at[size:].set(
+            jnp.concatenate([norms * along_noise + norms**2 * along_signal, norms * along_signal])
+        )
+        attention = jax.nn.softmax(jnp.matmul(extended, stacked, precision=PRECISION).reshape(T, n, -1), axis=0)
+        # ``loss.token_weights`` with the token axis first.
+        f = jnp.sum(attention * gammas, axis=0)  # (n, M)
+        coefficient = logistic_derivative(labels * f) * labels / n
+        weights = coefficient * attention * (gammas - f)
         # 𝔖 is summed here, in the runs-last layout, rather than by ``descend`` from an (M, n, T) transpose.
-        mass = jnp.sum(attention[:, :relevant], axis=1)  # Σ_{t∈R} s_t: (n, M)
-        updated = {"alpha": alpha - config.lr * weights.reshape(n * T, -1), "saturation": values["saturation"]}
-        updated["saturation"] = updated["saturation"] + mass * (1.0 - mass)
+        mass = jnp.sum(attention[:relevant], axis=0)  # Σ_{t∈R} s_t: (n, M)
+        updated = {
+            "stacked": stacked.at[:size].add(-config.lr * weights.reshape(size, -1)),
+            "saturation": values["saturation"] + mass * (1.0 - mass),
+        }
         return updated, opt_state, None
 
     def params_of(values) -> Params:
         """p_m = F(‖μ‖_m)ᵀα_m = F₀ᵀα_m + ‖μ‖_m[Cᵀα_m, 0]: (M, width)."""
-        alpha = values["alpha"]
+        alpha = values["stacked"][:size]
         p = jnp.matmul(alpha.T, flat, precision=PRECISION)
         along_signal = jnp.matmul(alpha.T, signal, precision=PRECISION)  # (M, 2)
         return Params(p=p.at[:, :2].add(norms[:, None] * along_signal), nu=heads_nu)
@@ -141,9 +150,10 @@ def trainer(config: Config, keys: RunKeys, norms: jax.Array, train_set: Dataset,
         """``Trainer.evaluate`` of the M runs; ``saturation_totals`` is unused: 𝔖 is summed in ``values``."""
         params = params_of(values)
 
-        logits = at_norms(params.p).reshape(n, T, -1)  # F(‖μ‖_m)p_m for every run: (n, T, M)
+        logits = at_norms(params.p)  # F(‖μ‖_m)p_m for every run: (T, n, M)
         by_run_metrics = jax.vmap(train_metrics_of_logits, in_axes=(2, 0, None, 2, 1))
-        training = by_run_metrics(logits, params.p, train_set, gammas, values["saturation"])
+        sample_major = (jnp.swapaxes(logits, 0, 1), jnp.swapaxes(gammas, 0, 1))  # (n, T, M) each
+        training = by_run_metrics(sample_major[0], params.p, train_set, sample_major[1], values["saturation"])
         if test_set is None:
             return Metrics(**training, **test_metrics(keys.test, config, norms, params.p, params.nu))
 
@@ -155,7 +165,10 @@ def trainer(config: Config, keys: RunKeys, norms: jax.Array, train_set: Dataset,
 
     count = norms.shape[0]
     return Trainer(
-        values={"alpha": jnp.zeros((n * T, count), jnp.float32), "saturation": jnp.zeros((n, count), jnp.float32)},
+        values={
+            "stacked": jnp.zeros((size + 4, count), jnp.float32),
+            "saturation": jnp.zeros((n, count), jnp.float32),
+        },
         opt_state=(),
         step=step,
         evaluate=evaluate,
