@@ -85,6 +85,23 @@ def test_metrics(key: jax.Array, config: Config, norms: jax.Array, queries: jax.
     )
 
 
+def runs_metrics(config: Config, keys: RunKeys, norms, train_set, test_set, params: Params, scores, saturation):
+    """``Metrics`` of M runs of one key, (M, …): ``params`` (p and ν, (M, width)), ``scores`` the training
+    logits and γ, (T, n, M) each (token-major), ``saturation`` their Σ_τ 𝔖⁽ⁱ⁾(τ), (n, M); the test part from the
+    logged test set (sampled at ‖μ‖ = 0) or, without one, the shared projected draw (``test_metrics``)."""
+    logits, gammas = (jnp.swapaxes(array, 0, 1) for array in scores)  # (n, T, M) each
+    by_run = jax.vmap(train_metrics_of_logits, in_axes=(2, 0, None, 2, 1))
+    training = by_run(logits, params.p, train_set, gammas, saturation)
+    if test_set is None:
+        return Metrics(**training, **test_metrics(keys.test, config, norms, params.p, params.nu))
+
+    def logged_test_metrics(norm, p, nu):
+        test = with_signal(test_set, norm, config.rho)
+        return attention_test_metrics(Params(p=p, nu=nu), test, token_scores(Params(p=p, nu=nu), test.tokens))
+
+    return Metrics(**training, **jax.vmap(logged_test_metrics)(norms, params.p, params.nu))
+
+
 def trainer(config: Config, keys: RunKeys, norms: jax.Array, train_set: Dataset, test_set: Dataset | None) -> Trainer:
     """The M runs of one key at ‖μ‖ = ``norms`` (M,), in kernel form with one shared Gram matrix.
 
@@ -149,19 +166,8 @@ def trainer(config: Config, keys: RunKeys, norms: jax.Array, train_set: Dataset,
     def evaluate(values, saturation_totals) -> Metrics:
         """``Trainer.evaluate`` of the M runs; ``saturation_totals`` is unused: 𝔖 is summed in ``values``."""
         params = params_of(values)
-
-        logits = at_norms(params.p)  # F(‖μ‖_m)p_m for every run: (T, n, M)
-        by_run_metrics = jax.vmap(train_metrics_of_logits, in_axes=(2, 0, None, 2, 1))
-        sample_major = (jnp.swapaxes(logits, 0, 1), jnp.swapaxes(gammas, 0, 1))  # (n, T, M) each
-        training = by_run_metrics(sample_major[0], params.p, train_set, sample_major[1], values["saturation"])
-        if test_set is None:
-            return Metrics(**training, **test_metrics(keys.test, config, norms, params.p, params.nu))
-
-        def logged_test_metrics(norm, p, nu):
-            test = with_signal(test_set, norm, config.rho)
-            return attention_test_metrics(Params(p=p, nu=nu), test, token_scores(Params(p=p, nu=nu), test.tokens))
-
-        return Metrics(**training, **jax.vmap(logged_test_metrics)(norms, params.p, params.nu))
+        scores = (at_norms(params.p), gammas)
+        return runs_metrics(config, keys, norms, train_set, test_set, params, scores, values["saturation"])
 
     count = norms.shape[0]
     return Trainer(
