@@ -16,6 +16,6 @@ def test_dry_run_passes_its_checks_and_writes_one_row_per_benchmark(tmp_path):
     assert "<!-- accelerator_check:start -->" in text and "Checks, all passed: kernel = primal" in text
     assert "HIGHEST precision" in text and "analytic = autodiff gradient" in text
     rows = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line][1:]
-    assert [row.split(" | ")[0] for row in rows] == ["| reduced, W = I", "| kernel, W and p trained (Figure 5)",
-                                                      "| encoder slice"]  # fmt: skip
-    assert [row.split(" | ")[2] for row in rows] == ["reduced", "kernel", "primal"]
+    labels = ["| reduced, W = I", "| reduced, paired (one Gram matrix per key)", "| kernel, W and p trained (Figure 5)"]
+    assert [row.split(" | ")[0] for row in rows] == [*labels, "| encoder slice"]
+    assert [row.split(" | ")[2] for row in rows] == ["reduced", "reduced", "kernel", "primal"]
