@@ -471,7 +471,7 @@ def sweep(
         that differ only in ‖μ‖ (``signal_norm``, which must be a grid axis): common random numbers. Each cell's
         law is unchanged, while differences between ‖μ‖ values of one seed lose the seed-to-seed noise (what
         that does to ``analysis.boundaries``: docs/benchmarks.md). The reduced engine then trains a key's runs of
-        every ‖μ‖ together, with one Gram matrix (``Engine.shared_step``; about half the time); other engines and
+        every ‖μ‖ together, with one Gram matrix (``Engine.shared_step``; under half the compute); other engines and
         settings pair by keys alone (``metadata["plan"]["unshared"]`` says why). Default False: every run draws
         its own (``run_key(..., paired=True)`` gives a paired run's key). Recorded in ``metadata["paired"]``;
         ``merge`` refuses to mix the two.
