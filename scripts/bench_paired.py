@@ -128,7 +128,27 @@ def measure(seeds: int, paired: bool) -> dict:
             "slope": fits[kind]["slope"],
             "ci": fits[kind]["slope_ci"],
         }
+    row["contrasts"] = {name: contrast_error(result.final[name], paired) for name in CONTRASTS}
     return row
+
+
+#: Metrics whose change between neighbouring ‖μ‖ values (same d) the contrast rows measure.
+CONTRASTS = ("test_loss", "train_loss", "test_accuracy")
+
+
+def contrast_error(values: np.ndarray, paired: bool) -> float:
+    """Median over (d, neighbouring ‖μ‖) of the standard error of the mean change of a metric, (D, M, S) values:
+    with paired draws the mean of each seed's own change (sd/√S); with independent ones two samples' means
+    (√(v₁/S + v₂/S)). Cells where the metric does not vary at all (both standard errors 0) are left out."""
+    values = np.asarray(values, np.float64)
+    seeds = values.shape[-1]
+    before, after = values[:, :-1], values[:, 1:]
+    if paired:
+        error = np.std(after - before, axis=-1, ddof=1) / np.sqrt(seeds)
+    else:
+        error = np.sqrt((np.var(before, axis=-1, ddof=1) + np.var(after, axis=-1, ddof=1)) / seeds)
+    varies = (np.var(before, axis=-1) + np.var(after, axis=-1)) > 0
+    return float(np.median(error[varies]))
 
 
 def speed_text(rows: list[str], measured: dict, peak: dict) -> str:
@@ -209,6 +229,10 @@ def main(argv=None) -> None:
             f"exponent's interval {'narrower' if width[1] < width[0] else 'not narrower'} ({width[0]:.3f} → "
             f"{width[1]:.3f})."
         )
+    contrast_rows = []
+    for name in CONTRASTS:
+        independent, paired = (measured[design]["contrasts"][name] for design in (False, True))
+        contrast_rows.append(f"| `{name}` | {independent:.2e} | {paired:.2e} | {paired / independent:.2f}× |")
     body = f"""## Paired against independent sweeps (`scripts/bench_paired.py`)
 
 Machine: {machine()}. A paired sweep of the reduced engine trains a key's runs of every ‖μ‖ together, with one
@@ -231,10 +255,16 @@ Read from the rows above (written by the script):
 {chr(10).join(reading)}
 
 [reading] `analysis.boundaries` locates a boundary where the *fractions* of seeds in two regimes cross along ‖μ‖. With
-paired draws each seed switches regime once along ‖μ‖, so those fractions are the empirical distribution of the
-seeds' own switch points; with independent draws every cell is a fresh sample. The two estimators of the
-crossing need not differ much in variance; pairing should help statistics that difference cells of one seed
-(a boundary located per seed, then averaged), which jaxbo does not compute yet (not measured here).
+paired draws a seed's runs along ‖μ‖ share their noise, so the fractions are the empirical distribution of the
+seeds' own switch points and the crossing is their median: its error is the spread of those switch points
+between seeds, which pairing does not shrink (a boundary located per seed and then averaged is the same
+statistic). What pairing shrinks is the error of a *change* between ‖μ‖ values, the seed noise cancelling in
+each seed's own difference. Measured on the same two sweeps, the median standard error of the mean change of a
+metric between neighbouring ‖μ‖ (same d; cells where the metric never varies left out):
+
+| metric | independent | paired | paired / independent |
+|---|---|---|---|
+{chr(10).join(contrast_rows)}
 
 Pairing changes which random numbers each run uses, not any cell's law, so the two rows of a boundary are two
 estimates of the same quantity; only their uncertainty is meant to differ. The compute column differs because
