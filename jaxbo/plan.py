@@ -353,7 +353,7 @@ def _units_per_chunk(
         return math.ceil(size / devices) * devices, 1
     per_device = max(least, CACHE_BYTES // step)
     batch = per_device * devices  # units per batch, all devices
-    batch = min(batch, math.ceil(units / devices) * devices, max(devices, by_memory // devices * devices))
+    batch = min(batch, math.ceil(units / devices) * devices, by_memory // devices * devices)
     sub_chunks = max(1, min(SUB_CHUNKS, by_memory // batch, math.ceil(units / batch)))
     return batch * sub_chunks, sub_chunks
 

@@ -109,9 +109,8 @@ def descend(
 ) -> tuple[object, Metrics | None, Metrics]:
     """Run ``trainer`` for ``config.steps`` steps; pure and jit-able (config's shape fields static).
 
-    The carry holds the trainer's values, its optimizer state and Σ_τ 𝔖⁽ⁱ⁾(τ) per training sample (n,), or
-    (M, n) for a trainer of M paired runs (attention (M, n, T)): one add per step from the attention each step
-    started from, grouped only when metrics are logged.
+    The carry holds the trainer's values, its optimizer state and Σ_τ 𝔖⁽ⁱ⁾(τ) per training sample (n,), one
+    add per step from the attention each step started from, grouped only when metrics are logged.
 
     Returns:
       (final values, history (``Metrics`` with a leading (n_logs,) axis) or None, final ``Metrics``).
@@ -129,10 +128,7 @@ def descend(
         values, _, saturation_totals = carry
         return carry, trainer.evaluate(values, saturation_totals) if log_history else None
 
-    # One total per training sample of each run the trainer steps: (n,), or (M, n) for a paired trainer.
-    attention = jax.eval_shape(trainer.step, trainer.values, trainer.opt_state)[2]
-    totals_shape = train_set.tokens.shape[:1] if attention is None else attention.shape[:-1]
-    zeros = jnp.zeros(totals_shape, train_set.tokens.dtype)
+    zeros = jnp.zeros(train_set.tokens.shape[0], train_set.tokens.dtype)
     carry = (trainer.values, trainer.opt_state, zeros)
     (values, _, saturation_totals), history = jax.lax.scan(block, carry, length=config.n_logs)
     return values, history, trainer.evaluate(values, saturation_totals)

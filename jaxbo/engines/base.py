@@ -66,8 +66,8 @@ class SharedStep(NamedTuple):
 
     Attributes:
       start: ``(keys, config, width, norms, log_history) -> (training set, Trainer)`` for the runs at ‖μ‖ =
-        ``norms`` (M,): the training set's sample count sizes the loop; the trainer's metrics are (M, …), and
-        its attention (M, n, T), or None where it sums 𝔖 in its own values.
+        ``norms`` (M,): the trainer's metrics are (M, …); its step returns no attention (None) and sums each
+        run's 𝔖 in its own values, since ``train.descend`` keeps one total per training sample of one run.
       not_shared: ``(config, optimizer) -> list[str]``: why ``start`` does not apply here (each reason names the
         field and value); ``[]`` when it does.
       step_bytes: ``(config, width, M) -> int``, bytes one step of the M runs reads (the CPU plan keeps a

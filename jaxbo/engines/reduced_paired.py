@@ -148,7 +148,7 @@ def trainer(config: Config, keys: RunKeys, norms: jax.Array, train_set: Dataset,
         f = jnp.sum(attention * gammas, axis=0)  # (n, M)
         coefficient = logistic_derivative(labels * f) * labels / n
         weights = coefficient * attention * (gammas - f)
-        # 𝔖 is summed here, in the runs-last layout, rather than by ``descend`` from an (M, n, T) transpose.
+        # 𝔖 is summed here (``descend`` keeps one run's totals), in the runs-last layout: a static slice.
         mass = jnp.sum(attention[:relevant], axis=0)  # Σ_{t∈R} s_t: (n, M)
         updated = {
             "stacked": stacked.at[:size].add(-config.lr * weights.reshape(size, -1)),
