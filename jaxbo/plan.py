@@ -384,14 +384,16 @@ def make_plan(
     memory_budget: int | None = None,
     max_buckets: int = MAX_BUCKETS,
     paired: bool = False,
-    unshared: Sequence[str] = (),
+    unshared: Sequence[str] | None = None,
 ) -> Plan:
     """The plan of a sweep over validated ``axes`` (``validate_grid``) × ``seeds`` with a resolved ``engine``
     (an ``Engine``, or a registered name); ``paired`` as in ``run_table``. A paired plan steps each key's runs
     together (groups of ``pair_size`` M = the number of ‖μ‖ values) unless ``unshared`` gives reasons not to
-    (``Engine.unshared``)."""
+    (default: ``engine.unshared(config, None)``, the default optimizer's)."""
     engine = engine_of(config, engine)
     values, seed_index, coordinate_ids = run_table(axes, seeds, paired)
+    if unshared is None:
+        unshared = engine.unshared(config, None)
     unshared = tuple(unshared) if paired else ()
     if paired and not unshared and len(axes[PAIRED_AXIS]) == 1:
         unshared = (f"one value of {PAIRED_AXIS}: each key has one run",)

@@ -158,6 +158,11 @@ def test_a_paired_cpu_plan_chunks_whole_keys_at_least_two_a_batch():
     )
     assert alone.groups[0].pair_size == 1 and alone.describe()["shared_step"] is False
     assert alone.describe()["unshared"] == ["one value of signal_norm: each key has one run"]
+    primal = plan.make_plan(
+        axes, jaxbo.Config(), seeds=1, engine="primal", histories=False, backend=backend, paired=True
+    )
+    assert primal.groups[0].pair_size == 1  # no shared step: the engine's own reason, by default
+    assert primal.describe()["unshared"] == ["the primal engine has no shared step for paired runs"]
 
 
 def test_what_keeps_runs_apart_is_named():
