@@ -399,8 +399,9 @@ def _check_options(seeds, chunk_size, memory_budget, max_buckets, regime_toleran
         raise ValueError(f"regime_tolerance = {regime_tolerance!r} must be a number in [0, 1)")
 
 
-def _open_store(checkpoint, plan: Plan, config: Config, base_key, optimizer, histories: bool, devices):
-    """The checkpoint store of this sweep: its fingerprint names everything a chunk's numbers depend on."""
+def _open_store(checkpoint, plan: Plan, config: Config, base_key, optimizer, histories: bool, devices, report):
+    """The checkpoint store of this sweep: its fingerprint names everything a chunk's numbers depend on;
+    ``report`` (or None: warnings) receives its one-line notes."""
     return CheckpointStore(
         checkpoint,
         {
@@ -417,6 +418,7 @@ def _open_store(checkpoint, plan: Plan, config: Config, base_key, optimizer, his
             # Only when set, so checkpoints of independent sweeps written before pairing existed still match.
             **({"paired": True} if plan.paired else {}),
         },
+        report=report,
     )
 
 
@@ -504,11 +506,15 @@ def sweep(
         paired=paired,
         unshared=engine.unshared(config, optimizer) if paired else (),
     )
-    store = (
-        None if checkpoint is None else _open_store(checkpoint, plan, config, base_key, optimizer, histories, devices)
-    )
     bar = _Progress(plan, progress)
     try:
+        # Opened under the bar, so a resume's notes print as clean lines above it (warnings when it is off).
+        report = (lambda text: bar.say(f"jaxbo.sweep: {text}")) if progress else None
+        store = (
+            None
+            if checkpoint is None
+            else _open_store(checkpoint, plan, config, base_key, optimizer, histories, devices, report)
+        )
         finals, histories_out = execute(
             plan,
             config,

@@ -83,3 +83,19 @@ def test_a_real_ctrl_c_on_the_command_line_then_the_same_command_resumes(tmp_pat
     assert again.returncode == 0, again.stderr[-2000:]
     assert (tmp_path / "out" / "phase_diagram.npz").exists()
     assert jaxbo.load(tmp_path / "out" / "phase_diagram").metadata["checkpoint"]["chunks_loaded"] == saved
+
+
+def test_command_line_refuses_a_copied_checkpoint_without_its_manifest(tmp_path, capsys):
+    import shutil
+
+    small = ["--set", "n_train=6", "--set", "T=4", "--set", "n_test=16", "--set", "steps=20", "--quiet"]
+    command = ["sweep", "--d", "40,60", "--signal-norm", "5", "--seeds", "2", "--chunk-size", "2", *small]
+    assert cli.main([*command, "--out", str(tmp_path / "a"), "--checkpoint", str(tmp_path / "A")]) == 0
+    shutil.copytree(tmp_path / "A", tmp_path / "X")
+    (tmp_path / "X" / "manifest.json").unlink()
+    capsys.readouterr()
+    status = cli.main([*command, "--key", "7", "--out", str(tmp_path / "x"), "--checkpoint", str(tmp_path / "X")])
+    err = capsys.readouterr().err
+    assert status == 2 and "no manifest.json" in err and "key: checkpoint" in err
+    assert all(path.name in err for path in (tmp_path / "X").glob("chunk-*.npz"))
+    assert not (tmp_path / "x" / "phase_diagram.npz").exists()

@@ -208,6 +208,75 @@ def test_checkpoint_of_another_sweep_is_refused(tmp_path):
         jaxbo.sweep({"d": [40]}, seeds=1, config=CONFIG, progress=False, checkpoint=tmp_path)
 
 
+def test_copied_checkpoint_without_its_manifest_is_never_trusted(tmp_path):
+    """A copy of another sweep's directory with its manifest deleted: its chunks prove they are not this
+    sweep's, so nothing is loaded, and the refusal names exactly the files to delete (issue: key 7 once got
+    the key-0 numbers)."""
+    import shutil
+
+    grid, arguments = {"d": [40, 60]}, dict(seeds=2, config=CONFIG, chunk_size=2, progress=False)
+    first = tmp_path / "A"
+    jaxbo.sweep(grid, checkpoint=first, **arguments)
+    copy = tmp_path / "X"
+    shutil.copytree(first, copy)
+    (copy / "manifest.json").unlink()
+    chunks = sorted(path.name for path in copy.glob("chunk-*.npz"))
+    with pytest.raises(ValueError, match=r"no manifest\.json.*another sweep \(key: checkpoint") as refusal:
+        jaxbo.sweep(grid, key=7, checkpoint=copy, **arguments)
+    assert all(name in str(refusal.value) for name in chunks) and "none belongs to it" in str(refusal.value)
+    assert not (copy / "manifest.json").exists()
+    for name in chunks:  # what the message says to delete, and nothing else
+        (copy / name).unlink()
+    resumed = jaxbo.sweep(grid, key=7, checkpoint=copy, **arguments)
+    assert resumed.metadata["checkpoint"]["chunks_loaded"] == 0
+    same_numbers(resumed, jaxbo.sweep(grid, key=7, **arguments))
+
+
+def test_lost_manifest_is_rebuilt_from_chunks_that_prove_they_belong(tmp_path, monkeypatch):
+    grid, arguments = {"d": [40, 60]}, dict(seeds=2, config=CONFIG, chunk_size=2, progress=False)
+    reference = jaxbo.sweep(grid, checkpoint=tmp_path, **arguments)
+    (tmp_path / "manifest.json").write_text("{ truncated")
+    calls = counting_chunks(monkeypatch)
+    with pytest.warns(RuntimeWarning, match=r"unreadable manifest\.json.*rebuilt it from 2 chunk"):
+        again = jaxbo.sweep(grid, checkpoint=tmp_path, **arguments)
+    assert calls == [] and again.metadata["checkpoint"]["chunks_loaded"] == 2
+    same_numbers(again, reference)
+    assert json.loads((tmp_path / "manifest.json").read_text())["seeds"] == 2
+    # One foreign chunk among good ones: only that file is named, the good one is kept.
+    other = tmp_path / "other"
+    jaxbo.sweep(grid, key=5, checkpoint=other, **arguments)
+    victim = sorted(tmp_path.glob("chunk-*.npz"))[0]
+    victim.write_bytes(sorted(other.glob("chunk-*.npz"))[0].read_bytes())
+    (tmp_path / "manifest.json").unlink()
+    with pytest.raises(ValueError, match=rf"the other 1, which belong to this sweep, are kept\): {victim.name}\."):
+        jaxbo.sweep(grid, checkpoint=tmp_path, **arguments)
+
+
+def test_foreign_chunk_under_a_valid_manifest_is_recomputed(tmp_path, monkeypatch):
+    grid, arguments = {"d": [40, 60]}, dict(seeds=2, config=CONFIG, chunk_size=2, progress=False)
+    reference = jaxbo.sweep(grid, checkpoint=tmp_path / "mine", **arguments)
+    jaxbo.sweep(grid, key=9, checkpoint=tmp_path / "theirs", **arguments)
+    mine = sorted((tmp_path / "mine").glob("chunk-*.npz"))
+    mine[1].write_bytes(sorted((tmp_path / "theirs").glob("chunk-*.npz"))[1].read_bytes())
+    calls = counting_chunks(monkeypatch)
+    with pytest.warns(RuntimeWarning, match=r"not used: it belongs to another sweep \(key: checkpoint"):
+        again = jaxbo.sweep(grid, checkpoint=tmp_path / "mine", **arguments)
+    assert len(calls) == 1
+    same_numbers(again, reference)
+
+
+def test_resume_notes_are_clean_lines_above_the_progress_bar(tmp_path, capsys):
+    grid, arguments = {"d": [40, 60]}, dict(seeds=2, config=CONFIG, chunk_size=2)
+    jaxbo.sweep(grid, checkpoint=tmp_path, progress=False, **arguments)
+    victim = sorted(tmp_path.glob("chunk-*.npz"))[0]
+    victim.write_bytes(victim.read_bytes()[:100])
+    capsys.readouterr()
+    jaxbo.sweep(grid, checkpoint=tmp_path, progress=True, **arguments)  # no warning: said on the bar's stderr
+    lines = capsys.readouterr().err.replace("\r", "\n").splitlines()
+    note = [line for line in lines if "is unreadable or corrupted" in line]
+    assert len(note) == 1 and note[0].startswith("jaxbo.sweep: checkpoint chunk ") and "warn" not in note[0]
+
+
 @pytest.mark.slow
 def test_chunk_size_follows_the_memory_budget():
     budget = 50_000
