@@ -49,8 +49,15 @@ def use_compilation_cache() -> str | None:
     return directory
 
 
-def parse_values(spec: str, name: str) -> list[float]:
-    """``"start:stop:num"`` (num evenly spaced values, both ends included), ``"a,b,c"`` or a single number."""
+def parse_values(spec: str, option: str, name: str) -> list[float]:
+    """The values of a grid axis from ``"start:stop:num"`` (num evenly spaced values, both ends included),
+    ``"a,b,c"`` or a single number; ``option`` is the flag as typed (``--d``, ``--axis noise_rate=``), for errors.
+
+    Values are checked by ``plan.validate_grid``, the Python API's check, so both refuse the same things in the
+    same words (a d of 250.5, a repeated value, NaN). Only a range of d is rounded to whole numbers, since its
+    evenly spaced points rarely are; a range that rounds two points to one d is refused, not thinned.
+    """
+    shown = f"{option}{spec}" if option.endswith("=") else f"{option} {spec}"
     try:
         if ":" in spec:
             start, stop, num = spec.split(":")
@@ -58,16 +65,31 @@ def parse_values(spec: str, name: str) -> list[float]:
                 raise ValueError
             values = np.linspace(float(start), float(stop), int(num)).tolist()
         else:
-            values = [float(part) for part in spec.split(",") if part.strip()]
+            values = [float(part) for part in spec.split(",")]
         if not values:
             raise ValueError
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"--{name.replace('_', '-')} {spec!r}: expected start:stop:num (num >= 1), a,b,c or one number"
+            f"{shown!r}: expected start:stop:num (num >= 1), a,b,c or one number"
         ) from None
-    if name == "d":
-        values = [round(v) for v in values]
-        values = sorted(set(values), key=values.index)  # start:stop:num can round two values to one d
+    if name == "d" and ":" in spec and np.all(np.isfinite(values)):
+        rounded = [round(value) for value in values]
+        if len(set(rounded)) != len(rounded):
+            raise ValueError(f"{shown}: its {len(values)} points round to repeated whole d; use fewer points")
+        values = [float(value) for value in rounded]
+    return values
+
+
+def _checked_axis(name: str, spec: str, option: str, config: Config) -> list[float]:
+    """``parse_values``, then the Python API's check of the axis, its error prefixed with the flag as typed."""
+    from jaxbo.plan import validate_grid
+
+    values = parse_values(spec, option, name)
+    try:
+        validate_grid({name: values}, config)
+    except (TypeError, ValueError) as error:
+        shown = f"{option}{spec}" if option.endswith("=") else f"{option} {spec}"
+        raise ValueError(f"{shown}: {error}") from None
     return values
 
 
@@ -130,16 +152,21 @@ CELL_TABLE_LIMIT = 30
 
 def _add_sweep_arguments(parser: argparse.ArgumentParser, defaults: dict) -> None:
     """The sweep command's options: grid, seeds, engine, devices, checkpoint, outputs."""
-    parser.add_argument("--d", default=defaults["d"], help="d values: start:stop:num, a,b,c or one value")
+    parser.set_defaults(sweep_defaults=defaults)
     parser.add_argument(
-        "--signal-norm", default=defaults["signal_norm"], help="‖μ‖ values: start:stop:num, a,b,c or one value"
+        "--d", help=f"d values: start:stop:num (rounded to whole d), a,b,c or one value (default: {defaults['d']})"
+    )
+    parser.add_argument(
+        "--signal-norm",
+        help=f"‖μ‖ values: start:stop:num, a,b,c or one value (default: {defaults['signal_norm']})",
     )
     parser.add_argument(
         "--axis",
         action="append",
         default=[],
         metavar="FIELD=SPEC",
-        help=f"another grid axis, FIELD one of {', '.join(SWEEPABLE)}; SPEC as for --d (repeatable)",
+        help=f"a grid axis, FIELD one of {', '.join(SWEEPABLE)} (d and signal_norm: instead of --d, "
+        "--signal-norm); SPEC as for --d (repeatable)",
     )
     parser.add_argument("--seeds", type=int, default=defaults["seeds"], help="runs per grid point")
     parser.add_argument("--key", type=int, default=0, help="base seed of the sweep")
@@ -198,7 +225,8 @@ def build_parser(
         description="Train every grid point × seed in one compiled program per group and write the data\n"
         "(.npz + .json) and the phase diagram (.png; one row of panels per value of any --axis).",
         formatter_class=_Formatter,
-        epilog=f"example:\n  {prog} sweep --d 250:5000:20 --signal-norm 5:100:20 --seeds 5 --out results",
+        epilog=f"example:\n  {prog}{'' if sweep_only else ' sweep'} --d 250:5000:20 --signal-norm 5:100:20 --seeds 5 "
+        "--out results",
     )
     _add_sweep_arguments(grid, defaults)
 
@@ -240,18 +268,33 @@ def _join_negative_values(argv: list[str]) -> list[str]:
     return joined
 
 
-def _sweep_grid(args, parser: argparse.ArgumentParser) -> dict[str, list[float]]:
-    grid = {"d": parse_values(args.d, "d"), "signal_norm": parse_values(args.signal_norm, "signal_norm")}
+def _sweep_grid(args, config: Config) -> dict[str, list[float]]:
+    """The grid of ``--d``, ``--signal-norm`` and every ``--axis`` (d and signal_norm may come from either,
+    not both), each checked as the Python API checks it; axes keep the order given, d and ‖μ‖ first."""
+    specs = {}
+    for name, flag in (("d", "--d"), ("signal_norm", "--signal-norm")):
+        if getattr(args, name) is not None:
+            specs[name] = (getattr(args, name), flag)
     for item in args.axis:
         name, sep, spec = item.partition("=")
-        if not sep:
-            parser.error(f"--axis {item!r}: expected FIELD=SPEC")
-        if name in grid:
-            parser.error(f"--axis {name} is given twice (d and signal_norm are always axes: use --d/--signal-norm)")
-        grid[name] = parse_values(spec, name)
+        if not sep or not name:
+            raise ValueError(f"--axis {item!r}: expected FIELD=SPEC with FIELD one of {', '.join(SWEEPABLE)}")
+        if name in specs:
+            raise ValueError(f"{name} is given twice ({specs[name][1].rstrip('=')} and --axis {name}=): give it once")
+        specs[name] = (spec, f"--axis {name}=")
+    for name in ("d", "signal_norm"):
+        specs.setdefault(name, (args.sweep_defaults[name], f"--{name.replace('_', '-')}"))
+    order = ["d", "signal_norm", *(name for name in specs if name not in ("d", "signal_norm"))]
+    grid = {name: _checked_axis(name, *specs[name], config) for name in order}
     clash = sorted(name for name, _ in args.set if name in grid)
     if clash:
-        parser.error(f"--set {', '.join(clash)} names a grid axis of this sweep; give its values on the axis instead")
+        names = ", ".join(clash)
+        raise ValueError(f"--set {names} names a grid axis of this sweep; give its values on the axis instead")
+    if args.paired and len(grid["signal_norm"]) < 2:
+        raise ValueError(
+            f"--paired shares each seed's draws across the values of ‖μ‖, but --signal-norm gives one value "
+            f"({grid['signal_norm'][0]:g}): give at least 2, or drop --paired"
+        )
     return grid
 
 
@@ -259,16 +302,23 @@ def main(argv: list[str] | None = None, *, prog: str | None = None, sweep_defaul
     """Parse ``argv`` and run the command; returns the exit status (2: bad arguments, 130: interrupted).
 
     ``prog`` and ``sweep_defaults`` let a script that fixes the command (``scripts/phase_diagram.py``) show its
-    own name and defaults in ``--help`` and errors.
+    own name and defaults in ``--help`` and errors; ``argv`` then holds the sweep's options alone.
     """
-    parser = build_parser(prog, sweep_defaults, sweep_only=sweep_defaults is not None)
-    args = parser.parse_args(_join_negative_values(list(sys.argv[1:] if argv is None else argv)))
-    command = parser.commands[args.command]
+    sweep_only = sweep_defaults is not None
+    parser = build_parser(prog, sweep_defaults, sweep_only=sweep_only)
+    arguments = _join_negative_values(list(sys.argv[1:] if argv is None else argv))
+    if sweep_only:  # the script's one command: its own usage in --help and every error, no command word
+        command = parser.commands["sweep"]
+        args = command.parse_args(arguments)
+        args.command = "sweep"
+    else:
+        args = parser.parse_args(arguments)
+        command = parser.commands[args.command]
     try:
         config = Config().replace(**dict(args.set))
         if args.command == "run":
             return _run(args, config)
-        grid = _sweep_grid(args, command)
+        grid = _sweep_grid(args, config)
         return _sweep(args, config, grid)
     except argparse.ArgumentTypeError as error:
         command.error(str(error))

@@ -17,4 +17,5 @@ if __name__ == "__main__":
     use_compilation_cache()
     arguments = sys.argv[1:]
     # Only the sweep runs here: `--help` and every option are the sweep's, with this script's grid as defaults.
-    sys.exit(exit_on_interrupt(main, ["sweep", *arguments], prog="phase_diagram.py", sweep_defaults=GRID))
+    prog = "python scripts/phase_diagram.py"
+    sys.exit(exit_on_interrupt(main, arguments, prog=prog, sweep_defaults=GRID))

@@ -109,9 +109,50 @@ def test_cli_help_version_and_argument_errors(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("usage: ") and "sweep" in err.splitlines()[0] and "Config.d = -100 is out of range" in err
     assert not out.exists()
-    with pytest.raises(SystemExit):
-        cli.main(["sweep", "--set", "d=300", "--out", str(out)])
+    assert cli.main(["sweep", "--set", "d=300", "--out", str(out)]) == 2
     assert "names a grid axis" in capsys.readouterr().err and not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["--d", "250.5"], "--d 250.5: grid['d'] = [250.5] must hold whole numbers >= 2"),
+        (["--d", "250,250"], "--d 250,250: grid['d'] = [250.0, 250.0] repeats a value"),
+        (["--d", "nan"], "--d nan: grid['d'] = [nan] must hold whole numbers >= 2"),
+        (["--signal-norm", "nan"], "--signal-norm nan: grid['signal_norm'] holds an invalid value: Config.signal_norm"),
+        (["--d", "2:4:10"], "--d 2:4:10: its 10 points round to repeated whole d; use fewer points"),
+        (["--signal-norm", "5", "--paired"], "--paired shares each seed's draws across the values of ‖μ‖"),
+        (["--axis", "noise_rate="], "'--axis noise_rate=': expected start:stop:num"),
+        (["--axis", "dim=1,2"], "grid key 'dim' cannot be swept: allowed keys are"),
+        (["--d", "40", "--axis", "d=50"], "d is given twice (--d and --axis d=): give it once"),
+    ],
+)
+def test_cli_grid_refuses_what_the_python_api_refuses_in_its_words(argv, words, tmp_path, capsys):
+    out = tmp_path / "never"
+    try:
+        status = cli.main(["sweep", *argv, "--out", str(out)])
+    except SystemExit as exit_:  # argparse's own refusals exit 2 with the usage
+        status = exit_.code
+    err = " ".join(capsys.readouterr().err.split())
+    assert status == 2 and words in err and not out.exists(), err
+    assert "--noise-rate" not in err and "cannot convert" not in err
+
+
+def test_cli_grid_axes_d_and_signal_norm_may_come_from_axis(monkeypatch, tmp_path):
+    seen = {}
+
+    def fake_sweep(grid, **kwargs):
+        seen.update(grid=grid)
+        raise KeyboardInterrupt
+
+    import importlib
+
+    monkeypatch.setattr(importlib.import_module("jaxbo.sweep"), "sweep", fake_sweep)
+    argv = ["sweep", "--axis", "d=40,60", "--axis", "signal_norm=5:10:2", "--axis", "noise_rate=0.1,0.2"]
+    assert cli.main([*argv, "--out", str(tmp_path)]) == 130
+    assert seen["grid"] == {"d": [40.0, 60.0], "signal_norm": [5.0, 10.0], "noise_rate": [0.1, 0.2]}
+    with pytest.raises(ValueError, match="repeats a value"):  # the same refusal from Python, the same words
+        jaxbo.sweep({"d": [250, 250]}, progress=False)
 
 
 def test_cli_run_writes_dynamics_and_errors_are_clear(tmp_path, capsys):
