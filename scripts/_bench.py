@@ -73,3 +73,13 @@ def write_section(name: str, body: str, path: str = PAGE) -> None:
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
     with open(path, "w") as handle:
         handle.write(text)
+
+
+if __name__ == "__main__":
+    import argparse
+
+    argparse.ArgumentParser(
+        prog="_bench.py",
+        description="Helpers of the benchmark scripts (imported by scripts/bench_*.py); nothing to run on its own.",
+    ).parse_args()
+    raise SystemExit("_bench.py is a helper module of the benchmark scripts: run one of scripts/bench_*.py instead")

@@ -1,7 +1,7 @@
 """One command for a lent GPU or TPU: correctness spot checks, then the benchmarks that matter, in minutes.
 
     python scripts/accelerator_check.py            # on the accelerator; writes its section of docs/benchmarks.md
-    python scripts/accelerator_check.py --tiny     # a dry run at tiny sizes (any machine; a default test runs it)
+    python scripts/accelerator_check.py --tiny     # a dry run at tiny sizes: prints its section, writes nothing
 
 Checks (each must pass before any timing is trusted):
   1. the kernel engine and the primal one give the same iterates with W and p trained (same key, same data);
@@ -107,8 +107,14 @@ def bench(label: str, grid: dict, seeds: int, config: jaxbo.Config, paired: bool
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tiny", action="store_true", help="tiny sizes: a dry run that any machine finishes fast")
-    parser.add_argument("--page", default=PAGE, help="the markdown page to write the section into")
+    parser.add_argument(
+        "--page",
+        default=None,
+        help=f"the markdown page to write the section into (default: {os.path.relpath(PAGE)}; with --tiny, none: "
+        "a dry run prints its section and writes no committed file)",
+    )
     args = parser.parse_args(argv)
+    page = args.page if args.page is not None or args.tiny else PAGE
     if not jax.config.jax_compilation_cache_dir:
         # An empty cache of its own: the first sweep compiles (cold), the second finds its programs (warm).
         jax.config.update("jax_compilation_cache_dir", tempfile.mkdtemp(prefix="jaxbo-accelerator-check-"))
@@ -145,8 +151,11 @@ Checks, all passed: {"; ".join(checks)}.
 |---|---|---|---|---|---|---|---|
 {chr(10).join(rows)}
 """
-    write_section("accelerator_check", body, path=args.page)
-    say(f"wrote {args.page}")
+    if page is None:
+        print(body)
+        return 0
+    write_section("accelerator_check", body, path=page)
+    say(f"wrote {page}")
     return 0
 
 

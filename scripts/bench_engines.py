@@ -1,10 +1,12 @@
 """Benchmark of the primal and reduced engines: seconds per run against d, steady state (compile excluded).
 Writes its section of docs/benchmarks.md (the paper's grid from a fresh process: scripts/bench_sweep.py).
 
-    python scripts/bench_engines.py
+    python scripts/bench_engines.py     # minutes: d up to 10⁶; rewrites its section of docs/benchmarks.md
 """
 
 from __future__ import annotations
+
+import argparse
 
 from jaxbo.cli import use_cpu_cores
 
@@ -27,7 +29,9 @@ def seconds_per_run(engine: str, d: int, runs: int, repeats: int = 3) -> float:
     return min(timed(run, keys)[1] for _ in range(repeats)) / runs
 
 
-def main() -> None:
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.parse_args(argv)  # first: --help prints this and writes nothing
     rows = []
     for d in DIMENSIONS:
         reduced = seconds_per_run("reduced", d, 32)

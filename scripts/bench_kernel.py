@@ -2,11 +2,12 @@
 paths, where a kernel run's time goes, and the paper's Figure-5 grid (39 × 39 × 1 seed, W and p trained).
 Writes its section of docs/benchmarks.md.
 
-    python scripts/bench_kernel.py
+    python scripts/bench_kernel.py     # minutes: the Figure-5 grid; rewrites its section of docs/benchmarks.md
 """
 
 from __future__ import annotations
 
+import argparse
 import time
 
 from jaxbo.cli import use_cpu_cores
@@ -45,7 +46,9 @@ def setup_parts(d: int) -> tuple[float, float]:
     return timed(draw, jax.random.key(4))[1], timed(prepare, W0, tokens)[1]
 
 
-def main() -> None:
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.parse_args(argv)  # first: --help prints this and writes nothing
     rows, primal_cost = [], {}
     for d in DIMENSIONS:
         kernel_seconds = seconds_per_run("kernel", d, 4)

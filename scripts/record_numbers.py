@@ -3,14 +3,19 @@
     python scripts/record_numbers.py            # writes tests/data/numbers.npz (+ .json: how it was made)
 
 Every engine and model is covered: primal, reduced and kernel; W = I, fixed and trained W; the analytic and
-the autodiff gradient; a custom optimizer; the encoder; histories on and off; single runs (``simulate``) and
-sweeps (padded d buckets, several groups). ``tests/test_numbers.py`` recomputes them and asserts equality:
-bit for bit where the conditions match the recording (CPU model, JAX version, XLA flags), within float32
-rounding elsewhere. Rerun this script only when a change is meant to move numbers, and say so in the commit.
+the autodiff gradient; a custom optimizer; the encoder; the variants (heads, a trained head, a random start);
+histories on and off; single runs (``simulate``) and sweeps (padded d buckets, several groups, paired). Each
+at tiny sizes and again at the paper's n = 20, T = 8, where reductions are long enough for a reordered sum
+to show (1-ulp moves hide at n = 10, T = 5). Every metric of every case is recorded: ``tests/test_numbers.py``
+recomputes them, fails on a recorded array no longer computed and on a computed one not recorded, and asserts
+equality: bit for bit where the conditions match the recording (CPU model, JAX version, XLA flags), within
+float32 rounding elsewhere. Rerun this script only when a change is meant to move numbers (or adds a metric),
+and say so in the commit.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -28,6 +33,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURE = os.path.join(ROOT, "tests", "data", "numbers")
 SMALL = jaxbo.Config(n_train=10, T=5, d=40, n_test=64, steps=40, log_every=10, signal_norm=6.0)
 ENCODER = SMALL.replace(model="encoder", mlp_width=16, d=12, n_train=6, T=4, n_test=16, steps=20)
+#: The paper's n = 20, T = 8 and n_test = 1000, fewer steps: the reduction lengths of real runs.
+PAPER = jaxbo.Config(d=300, steps=200, log_every=50)
 
 #: name → (config, engine, optimizer) of one ``simulate`` call with histories.
 RUNS = {
@@ -40,6 +47,12 @@ RUNS = {
     "primal_trained": (SMALL.replace(attention="trained"), "primal", None),
     "primal_trained_adam": (SMALL.replace(attention="trained"), "primal", optax.adam(1e-2)),
     "encoder": (ENCODER, "auto", None),
+    "reduced_heads_start": (SMALL.replace(heads=3, query_init_std=0.05), "reduced", None),
+    "primal_train_head": (SMALL.replace(train_head=True), "primal", None),
+    "paper_reduced": (PAPER.replace(d=2000), "reduced", None),
+    "paper_primal": (PAPER, "primal", None),
+    "paper_kernel_trained": (PAPER.replace(d=200, steps=100, attention="trained"), "kernel", None),
+    "paper_reduced_heads": (PAPER.replace(d=2000, heads=2, query_init_std=0.02, train_head=True), "reduced", None),
 }
 #: name → (grid, config, engine, histories) of one ``sweep`` call (2 seeds, key 3).
 SWEEPS = {
@@ -53,7 +66,10 @@ SWEEPS = {
         False,
     ),
     "sweep_encoder": ({"d": [12, 16], "signal_norm": [3.0]}, ENCODER, "auto", False),
+    "sweep_paper": ({"d": [250, 4500], "signal_norm": [5.0, 20.0, 80.0]}, PAPER, "auto", False),
 }
+#: name → (grid, config) of one paired sweep (2 seeds, key 3; the reduced engine's shared step).
+PAIRED = {"paired_paper": ({"d": [250, 2000], "signal_norm": [5.0, 20.0, 80.0]}, PAPER)}
 
 
 def numbers() -> dict[str, np.ndarray]:
@@ -70,6 +86,10 @@ def numbers() -> dict[str, np.ndarray]:
             arrays[f"sweep/{name}/final/{metric}"] = value
         for metric, value in result.history.items():
             arrays[f"sweep/{name}/history/{metric}"] = value
+    for name, (grid, config) in PAIRED.items():
+        result = jaxbo.sweep(grid, seeds=2, config=config, key=3, paired=True, progress=False)
+        for metric, value in result.final.items():
+            arrays[f"sweep/{name}/final/{metric}"] = value
     return arrays
 
 
@@ -90,13 +110,20 @@ def conditions() -> dict[str, object]:
     }
 
 
-def main() -> None:
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--out",
+        default=FIXTURE,
+        help=f"path stem of the .npz and .json written (default: the committed fixture {os.path.relpath(FIXTURE)})",
+    )
+    args = parser.parse_args(argv)  # first: --help prints this and writes nothing
     arrays = numbers()
-    os.makedirs(os.path.dirname(FIXTURE), exist_ok=True)
-    np.savez_compressed(FIXTURE + ".npz", **arrays)
-    with open(FIXTURE + ".json", "w") as handle:
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    np.savez_compressed(args.out + ".npz", **arrays)
+    with open(args.out + ".json", "w") as handle:
         json.dump({"conditions": conditions(), "arrays": len(arrays)}, handle, indent=2)
-    print(f"wrote {FIXTURE}.npz ({len(arrays)} arrays) and .json", file=sys.stderr)
+    print(f"wrote {args.out}.npz ({len(arrays)} arrays) and .json", file=sys.stderr)
 
 
 if __name__ == "__main__":
