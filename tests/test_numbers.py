@@ -32,9 +32,10 @@ def test_every_recorded_number_is_reproduced():
     now = module.conditions()
     exact = recorded == now
     got = module.numbers()
-    # Metrics added since the recording (new fields) are new arrays; every recorded one must still be there.
-    missing = sorted(set(expected) - set(got))
+    # Both ways: a number no longer computed, or a new one (a new metric or case) nobody recorded, fails.
+    missing, unrecorded = sorted(set(expected) - set(got)), sorted(set(got) - set(expected))
     assert not missing, f"recorded arrays no longer computed: {missing[:5]}: rerun scripts/record_numbers.py"
+    assert not unrecorded, f"computed arrays never recorded: {unrecorded[:5]}: rerun scripts/record_numbers.py"
     for name, value in expected.items():
         if exact:
             np.testing.assert_array_equal(got[name], value, err_msg=f"{name} moved (conditions as recorded)")
