@@ -87,6 +87,32 @@ def available_memory() -> int | None:
     return physical_memory()
 
 
+def _fits(config: Config, engine, width: int, log_history: bool, free: int, at_once: int) -> bool:
+    return engine.bytes_per_run(config.replace(d=width), width, log_history) * at_once <= free
+
+
+def _what_fits(config: Config, engine, width: int, log_history: bool, free: int, at_once: int) -> str:
+    """The sentences of a refusal that say what does fit: the same run with final metrics only (what
+    ``jaxbo.sweep`` keeps by default), and the largest d of this model that fits (when d is what costs)."""
+    words = ""
+    if log_history and _fits(config, engine, width, False, free, at_once):
+        words += (
+            "With final metrics only it fits: jaxbo.sweep keeps no histories by default, and "
+            "jaxbo.make_run(config, log_history=False) runs one. "
+        )
+    if width > 2 and not _fits(config, engine, 2, log_history, free, at_once):
+        return words
+    if width > 2 and engine.bytes_per_run(config.replace(d=2), 2, log_history) < engine.bytes_per_run(
+        config, width, log_history
+    ):
+        low, high = 2, width  # low fits, high does not: bisect on d, the cost growing with it
+        while high - low > 1:
+            middle = (low + high) // 2
+            low, high = (middle, high) if _fits(config, engine, middle, log_history, free, at_once) else (low, middle)
+        words += f"The largest d of this model and engine that fits here is {low:,}. "
+    return words
+
+
 def check_fits(config: Config, engine, width: int, log_history: bool, backend: Backend | None = None) -> None:
     """Refuse, before compiling, runs whose arrays cannot fit in memory (or in int32 indexing), naming the size.
 
@@ -110,6 +136,7 @@ def check_fits(config: Config, engine, width: int, log_history: bool, backend: B
     if backend.memory_bytes is None or needed <= backend.memory_bytes:
         return
     size, what, remedy = engine.size_words(config, width)
+    remedy = _what_fits(config, engine, width, log_history, backend.memory_bytes - overhead, at_once) + remedy
     if at_once > 1:
         where = (
             f"{at_once} such runs at once (one per CPU device; the {at_once} devices and this process share the "
@@ -125,6 +152,7 @@ def check_fits(config: Config, engine, width: int, log_history: bool, backend: B
             f"{remedy}"
         )
     process = f" (and {overhead / 2**30:.0f} GiB for this process)" if overhead else ""
+    remedy = remedy.rstrip()
     raise ValueError(
         f"{size} needs about {per_run / 2**30:.1f} GiB for {what}{process}, more than the "
         f"{backend.memory_bytes / 2**30:.1f} GiB of one {backend.platform} device. {remedy}"

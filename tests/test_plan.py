@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import re
 
 import pytest
 
@@ -109,3 +110,27 @@ def test_backend_of_real_devices():
     backend = Backend.of(jax.devices())
     assert backend.platform == "cpu" and backend.device_count == jax.device_count() and not backend.accelerator
     assert backend.memory_bytes is None or backend.memory_bytes > 1 << 28
+
+
+def test_a_memory_refusal_says_what_does_fit():
+    """A history-logging primal run at d = 10⁶ is told that final metrics alone fit; a trained-W run is told the
+    largest d that fits (not an engine that would change its model), and that d does fit."""
+    config = jaxbo.Config(d=10**6)
+    final_only = plan.bytes_per_run(config, "primal", 10**6, False)
+    gpu = Backend(platform="gpu", device_count=1, memory_bytes=int(1.2 * final_only))
+    with pytest.raises(ValueError, match=r"With final metrics only it fits: jaxbo\.sweep keeps no histories"):
+        plan.check_fits(config, "primal", 10**6, True, gpu)
+    plan.check_fits(config, "primal", 10**6, False, gpu)
+    trained = jaxbo.Config(d=30_000, attention="trained")
+    small = Backend(
+        platform="gpu", device_count=1, memory_bytes=plan.bytes_per_run(trained, "kernel", 30_000, False) // 3
+    )
+    with pytest.raises(
+        ValueError, match=r"The largest d of this model and engine that fits here is ([\d,]+)\."
+    ) as refused:
+        plan.check_fits(trained, "kernel", 30_000, False, small)
+    assert "reduced" not in str(refused.value)
+    largest = int(re.search(r"fits here is ([\d,]+)\.", str(refused.value)).group(1).replace(",", ""))
+    plan.check_fits(trained.replace(d=largest), "kernel", largest, False, small)
+    with pytest.raises(ValueError):
+        plan.check_fits(trained.replace(d=largest + 1), "kernel", largest + 1, False, small)

@@ -163,8 +163,13 @@ def size_words(config: Config, width: int, engine: str = "primal") -> tuple[str,
     """The words of a memory refusal for a run with d-wide arrays (this engine's, or ``engine``'s)."""
     what = f"one {engine} run"
     if config.attention != "identity":
-        what += f" (its {width} × {width} W in 4 copies)"
-    return f"Config.d = {width}", what, "Use the reduced engine (W = I: any d at the cost of d ≈ n·T), or a smaller d."
+        # The reduced engine would change the model (W = I): only d can give.
+        return f"Config.d = {width}", what + f" (its {width} × {width} W in 4 copies)", "Use a smaller d."
+    return (
+        f"Config.d = {width}",
+        what,
+        "The reduced engine (engine='auto' or 'reduced') runs this model exactly at any d, at the cost of d ≈ n·T.",
+    )
 
 
 ENGINE = Engine(
