@@ -21,6 +21,10 @@ if TYPE_CHECKING:  # matplotlib is imported where a figure is drawn: ``import ja
     from matplotlib.figure import Figure
 
 REGIME_COLOURS = ("#4daf4a", "#e41a1c", "#377eb8")  # benign, harmful, not overfitting
+#: A regime panel's codes beyond ``theory.REGIME_NAMES``: cells whose seeds split evenly between regimes.
+TIE = len(REGIME_NAMES)
+PANEL_REGIMES = (*REGIME_NAMES, "tie")
+PANEL_COLOURS = (*REGIME_COLOURS, "#bdbdbd")
 LABELS = {
     "d": "dimension d",
     "signal_norm": "signal norm ‖μ‖",
@@ -111,8 +115,8 @@ def _fixed_settings(result: SweepResult, varying: set[str]) -> str:
     for name in ("noise_rate", "rho", "sigma", "lr", "d", "signal_norm"):
         if name not in varying and name not in result.dims:
             parts.append(f"{SYMBOLS[name]}={_number(getattr(config, name))}")
-    parts.append(f"{config.steps} steps")
-    parts.append(f"{result.seeds} seeds")
+    parts.append(_count(config.steps, "step"))
+    parts.append(_count(result.seeds, "seed"))
     parts.append(f"engine={result.metadata.get('engine')}")
     return ", ".join(parts)
 
@@ -147,6 +151,37 @@ def _seeds_text(seeds: int) -> str:
     return "1 seed" if seeds == 1 else f"mean of {seeds} seeds"
 
 
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" + ("" if number == 1 else "s")
+
+
+def plain_number(value: float) -> str:
+    """A tick label without exponents: 250, 1,000,000, 0.005."""
+    value = float(value)
+    if abs(value) >= 1 and value == round(value):
+        return f"{round(value):,}"
+    return f"{value:.3g}"
+
+
+def grid_ticks(axis, which: str, values: np.ndarray, most: int | None = None) -> None:
+    """Ticks of a log-scaled grid axis at grid values (at most ``most``, evenly spread, ends included), labelled
+    as plain numbers; the log scale's own minor labels would overprint and miss every grid value. By default
+    a horizontal axis with labels wider than 5 characters gets 4 ticks, else 6."""
+    values = np.asarray(values, np.float64)
+    if most is None:
+        most = 4 if which == "x" and max(len(plain_number(value)) for value in values) > 5 else 6
+    chosen = values[np.unique(np.round(np.linspace(0, len(values) - 1, min(most, len(values)))).astype(int))]
+    set_ticks = axis.set_xticks if which == "x" else axis.set_yticks
+    set_ticks(chosen, [plain_number(value) for value in chosen])
+    set_ticks([], minor=True)
+
+
+def regime_panel(result: SweepResult) -> np.ndarray:
+    """The codes a regime panel draws, (*grid_shape,): each cell's majority regime, or ``TIE`` where two
+    regimes share the most seeds (the summary and the cell table call those ties too)."""
+    return np.where(result.tied(), TIE, result.majority_regime()).astype(np.int32)
+
+
 #: Metrics with a fixed [0, 1] colour scale: a fraction of samples, so 1 always gets the top colour.
 FRACTIONS = (
     "train_accuracy",
@@ -157,6 +192,8 @@ FRACTIONS = (
     "fit_by_attention",
     "fit_by_head",
 )
+#: Accuracies whose colour scale splits at the benign threshold 1 − ε, so the drop that makes a cell harmful shows.
+THRESHOLDED = ("test_accuracy",)
 
 
 def _colour_range(name: str, values: np.ndarray) -> tuple[float, float]:
@@ -181,17 +218,38 @@ def colour_panel(figure, axis, edges, data: np.ndarray, name: str, result: Sweep
 
     x_edges, y_edges = edges
     if name == "regime":
-        colours, norm = ListedColormap(REGIME_COLOURS), BoundaryNorm([-0.5, 0.5, 1.5, 2.5], 3)
+        count = len(PANEL_REGIMES)
+        colours, norm = ListedColormap(PANEL_COLOURS), BoundaryNorm(np.arange(count + 1) - 0.5, count)
         mesh = axis.pcolormesh(x_edges, y_edges, data, cmap=colours, norm=norm)
-        bar = figure.colorbar(mesh, ax=axis, ticks=[0, 1, 2])
-        bar.ax.set_yticklabels(REGIME_NAMES)
+        bar = figure.colorbar(mesh, ax=axis, ticks=np.arange(count))
+        bar.ax.set_yticklabels(PANEL_REGIMES)
         axis.set_title(f"regime (majority; benign: test ≥ {1 - result.regime_tolerance:g}){suffix}")
         return
     low, high = colour_range
     cmap = "magma" if name.endswith("loss") else "viridis"
-    mesh = axis.pcolormesh(x_edges, y_edges, data, cmap=cmap, vmin=low, vmax=high)
-    figure.colorbar(mesh, ax=axis, label=f"{METRIC_TITLES.get(name, name)} ({_seeds_text(result.seeds)})")
+    label = f"{METRIC_TITLES.get(name, name)} ({_seeds_text(result.seeds)})"
+    if name in THRESHOLDED:
+        from matplotlib.colors import TwoSlopeNorm
+
+        threshold = 1.0 - result.regime_tolerance
+        mesh = axis.pcolormesh(x_edges, y_edges, data, cmap=cmap, norm=TwoSlopeNorm(threshold, low, high))
+        bar = figure.colorbar(mesh, ax=axis, label=f"{label}\ncolours split at 1 − ε = {threshold:g} (line)")
+        bar.ax.axhline(threshold, color="white", linewidth=1.5)
+        # The upper half spans only ε: without ticks of its own it would show "1.00" alone.
+        ticks = [*np.linspace(low, threshold, 4)[:-1], threshold, high]
+        bar.set_ticks(ticks, labels=[f"{tick:.3f}" for tick in ticks])
+    else:
+        mesh = axis.pcolormesh(x_edges, y_edges, data, cmap=cmap, vmin=low, vmax=high)
+        figure.colorbar(mesh, ax=axis, label=label)
     axis.set_title(METRIC_TITLES.get(name, name) + suffix)
+
+
+def thresholded_range(values: np.ndarray, tolerance: float) -> tuple[float, float]:
+    """Colour range of a thresholded accuracy: from its lowest value (at most 1 − 4ε, so the threshold 1 − ε
+    never sits at the scale's end) to 1; the colours split at 1 − ε, benign cells above it."""
+    finite = values[np.isfinite(values)]
+    low = min(float(finite.min()) if finite.size else 0.0, 1.0 - 4 * tolerance)
+    return max(low, 0.0), 1.0
 
 
 def phase_diagram(
@@ -210,10 +268,13 @@ def phase_diagram(
     """Panels of seed means (and the majority regime) over the (x, y) grid, one panel per metric.
 
     A sweep with further axes (e.g. ``noise_rate``) gets one row of panels per combination of their values,
-    each row titled with its own coordinates; ``select`` fixes some of them to one value instead. Fractions
-    (accuracies, noisy fit) are drawn on a fixed [0, 1] scale; any other metric's colour range is its data's
-    1st–99th percentile, so small differences show. Every row shares each metric's colour scale. Cells end at
-    the grid's first and last values. A geometric axis is drawn on a log scale. The title names the model.
+    each row titled with its own coordinates; ``select`` fixes some of them to one value instead. Test accuracy
+    runs from its lowest value to 1 with the colours split at the benign threshold 1 − ε (marked on its colour
+    bar), so the drop that makes a cell harmful shows; other fractions (train accuracy, noisy fit) are drawn on
+    a fixed [0, 1] scale; any other metric's colour range is its data's 1st–99th percentile, so small
+    differences show. Every row shares each metric's colour scale. The regime panel draws cells whose seeds tie
+    between regimes as ``tie`` (grey). Cells end at the grid's first and last values. A geometric axis is drawn
+    on a log scale, ticked at grid values in plain numbers. The title names the model.
 
     Args:
       result: a sweep with ``x`` and ``y`` among its axes.
@@ -246,12 +307,12 @@ def phase_diagram(
             raise ValueError(f"boundary has shape {level.shape}, expected {(len(ys), len(xs))} (y values, x values)")
     if theory and (x, y) != ("d", "signal_norm"):
         raise ValueError(f"theory=True needs x='d' and y='signal_norm', got x={x!r}, y={y!r}")
-    values = {name: (result.majority_regime() if name == "regime" else result.mean(name)) for name in metrics}
+    values = {name: (regime_panel(result) if name == "regime" else result.mean(name)) for name in metrics}
     # One colour scale per metric across every row, from the panels drawn (``select`` may drop some).
+    drawn = {name: np.stack([plane(values[name]) for _, plane in rows]) for name in metrics if name != "regime"}
     ranges = {
-        name: _colour_range(name, np.stack([plane(values[name]) for _, plane in rows]))
-        for name in metrics
-        if name != "regime"
+        name: thresholded_range(panels, result.regime_tolerance) if name in THRESHOLDED else _colour_range(name, panels)
+        for name, panels in drawn.items()
     }
     # A bare Figure (no pyplot): no global state, no GUI backend needed.
     figure = Figure(figsize=(5 * len(metrics), 0.4 + 4.2 * len(rows)), layout="constrained")
@@ -266,6 +327,10 @@ def phase_diagram(
             axis.set_ylabel(LABELS.get(y, y))
             axis.set_xscale("log" if log_x else "linear")
             axis.set_yscale("log" if log_y else "linear")
+            if log_x:
+                grid_ticks(axis, "x", xs)
+            if log_y:
+                grid_ticks(axis, "y", ys)
             if boundary is not None:
                 axis.contour(xs, ys, level, levels=[0.5], colors="black", linewidths=2)
                 axis.plot([], [], color="black", linewidth=2, label=boundary_label)
@@ -365,7 +430,8 @@ def dynamics(run, *, title: str | None = None, saturation: bool = False) -> Figu
     ``saturation=True`` a fourth panel shows the cumulative 𝔖 per class over clean and noisy samples
     (the quantities of the paper's Eq. 9 and 10).
 
-    ``run`` must come from ``simulate`` (a single run with histories), not a vmapped batch.
+    ``run`` must come from ``simulate`` (a single run with histories), not a vmapped batch. ``title``
+    defaults to the run's engine, steps and final accuracies (``""``: none).
     """
     from matplotlib.figure import Figure
 
@@ -405,6 +471,13 @@ def dynamics(run, *, title: str | None = None, saturation: bool = False) -> Figu
         axes[3].set_title("cumulative 𝔖 = Σ s_R(1 − s_R)")
         axes[3].set_xlabel("step")
         axes[3].legend()
+    if title is None:
+        final = run.final
+        title = (
+            f"one run ({run.engine} engine, {_count(int(steps[-1]), 'step')}): train accuracy "
+            f"{float(final.train_accuracy):.3f}, test accuracy {float(final.test_accuracy):.3f}, noisy samples fitted "
+            f"{float(final.noisy_fit):.3f}"
+        )
     if title:
         figure.suptitle(title)
     return figure

@@ -1,3 +1,4 @@
+import matplotlib.colors
 import matplotlib.image
 import numpy as np
 import pytest
@@ -175,3 +176,71 @@ def test_dynamics_needs_one_run():
         plot.dynamics(batch)
     assert repr(batch).startswith("Run(engine='reduced', 20 steps") and "batch of (2,) runs" in repr(batch)
     assert len(repr(batch)) < 400
+
+
+def hand_made_result(seeds: int = 2) -> jaxbo.SweepResult:
+    """A geometric 4 × 3 grid whose test accuracies are chosen: (d=10², ‖μ‖=1) ties benign against harmful,
+    (d=10³, ‖μ‖=1) is harmful at 0.98 in every seed, the rest is benign at 1.0."""
+    d, mu = np.array([100, 1000, 10_000, 100_000]), np.array([1.0, 10.0, 100.0])
+    test = np.ones((4, 3, seeds))
+    test[0, 0, -1] = 0.98
+    test[1, 0, :] = 0.98
+    final = {"train_accuracy": np.ones((4, 3, seeds)), "test_accuracy": test, "noisy_fit": np.ones((4, 3, seeds))}
+    return jaxbo.SweepResult(
+        dims=("d", "signal_norm", "seed"),
+        coords={"d": d, "signal_norm": mu, "seed": np.arange(seeds)},
+        final=final,
+        history={},
+        log_steps=np.zeros(0, np.int64),
+        config=jaxbo.Config(),
+        metadata={"engine": "reduced"},
+    )
+
+
+def panel(figure, title: str):
+    return next(axis for axis in figure.axes if axis.get_title().startswith(title))
+
+
+def test_regime_panel_draws_ties_as_ties():
+    result = hand_made_result()
+    assert result.tied()[0, 0] and result.regime_counts()["tied"] == 1
+    figure = plot.phase_diagram(result)
+    mesh = panel(figure, "regime").collections[0]
+    drawn = np.asarray(mesh.get_array()).reshape(3, 4)  # (‖μ‖, d)
+    assert drawn[0, 0] == plot.TIE and drawn[0, 1] == 1 and drawn[1, 1] == 0
+    grey = mesh.cmap(mesh.norm(plot.TIE))
+    assert np.allclose(grey[:3], matplotlib.colors.to_rgb(plot.PANEL_COLOURS[plot.TIE]))
+    assert not np.allclose(grey, mesh.cmap(mesh.norm(0)))  # a tie is not drawn as benign
+    colour_bar = next(axis for axis in figure.axes if [t.get_text() for t in axis.get_yticklabels()][-1:] == ["tie"])
+    assert [t.get_text() for t in colour_bar.get_yticklabels()] == [*jaxbo.theory.REGIME_NAMES, "tie"]
+
+
+def test_test_accuracy_scale_shows_the_harmful_drop_and_marks_the_threshold():
+    result = hand_made_result()
+    figure = plot.phase_diagram(result)
+    mesh = panel(figure, "test accuracy").collections[0]
+    assert mesh.norm.vcenter == pytest.approx(1 - result.regime_tolerance) and mesh.norm.vmax == 1.0
+    harmful, benign = mesh.to_rgba(0.98), mesh.to_rgba(1.0)
+    assert np.abs(np.subtract(harmful, benign)).max() > 0.3  # on [0, 1] both were one yellow
+    assert np.abs(np.subtract(mesh.to_rgba(0.994), mesh.to_rgba(0.996))).max() > 0.05  # either side of 1 − ε
+    labels = [axis.get_ylabel() for axis in figure.axes]
+    assert any("1 − ε = 0.995" in label for label in labels)
+
+
+def test_geometric_axes_are_ticked_at_grid_values_in_plain_numbers():
+    figure = plot.phase_diagram(hand_made_result())
+    axis = panel(figure, "train accuracy")
+    assert axis.get_xscale() == "log" and axis.get_yscale() == "log"
+    assert set(axis.get_xticks()) <= {100, 1000, 10_000, 100_000} and len(axis.get_xticks()) == 4
+    assert [label.get_text() for label in axis.get_xticklabels()] == ["100", "1,000", "10,000", "100,000"]
+    assert [label.get_text() for label in axis.get_yticklabels()] == ["1", "10", "100"]
+    assert not axis.get_xticklabels(minor=True) and not axis.get_yticklabels(minor=True)
+
+
+def test_titles_count_in_words_and_dynamics_has_a_default_title():
+    assert "1 seed," in plot.phase_diagram(hand_made_result(seeds=1)).get_suptitle()
+    assert "1 seeds" not in plot.phase_diagram(hand_made_result(seeds=1)).get_suptitle()
+    run = jaxbo.simulate(0, jaxbo.Config(n_train=10, T=5, d=50, n_test=16, steps=20, log_every=10))
+    title = plot.dynamics(run).get_suptitle()
+    assert title.startswith("one run (reduced engine, 20 steps): train accuracy") and "test accuracy" in title
+    assert plot.dynamics(run, title="").get_suptitle() == ""
