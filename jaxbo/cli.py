@@ -211,7 +211,9 @@ def build_parser(
             f"  {prog} sweep --d 250:5000:20 --signal-norm 5:100:20 --seeds 5 --out results\n"
             f"  {prog} sweep --axis noise_rate=0.1,0.2 --set layout=2,2,2 --seeds 3\n"
             f"  {prog} run --set d=4500 --set signal_norm=5\n"
-            f"  {prog} sweep --set model=encoder --d 250:1000:4 --signal-norm 5:80:4   (the appendix's encoder)\n"
+            f"  {prog} sweep --set model=encoder --set mlp_width=128 --d 50,100,200 --signal-norm 4,16,64 --seeds 2\n"
+            "      (the appendix's encoder at MLP width 128: about 20 s on 2 CPU cores, 7 s with its compile cached;\n"
+            "      the paper's width 2000 and d up to 1000 take minutes: docs/benchmarks.md)\n"
             "Data: .npz + .json (jaxbo.load reads them back); figures: .png."
         ),
     )
@@ -332,6 +334,16 @@ def main(argv: list[str] | None = None, *, prog: str | None = None, sweep_defaul
         return 130
 
 
+def _say_replaced(paths: list[str], quiet: bool) -> None:
+    """One line on stderr when a command is about to overwrite the outputs of an earlier one."""
+    existing = [path for path in paths if os.path.exists(path)]
+    if existing and not quiet:
+        print(
+            f"replacing {', '.join(existing)} from an earlier command (--out or --name keeps both)",
+            file=sys.stderr,
+        )
+
+
 def _run(args, config: Config) -> int:
     from jaxbo.plot import dynamics, model_name
     from jaxbo.train import checked_engine, simulate
@@ -340,6 +352,7 @@ def _run(args, config: Config) -> int:
     os.makedirs(args.out, exist_ok=True)
     stem = os.path.join(args.out, args.name)
     run = simulate(args.key, config, engine=args.engine)
+    _say_replaced([stem + ".png"], args.quiet)
     figure = dynamics(run, title=f"{model_name(config)}: d={config.d}, ‖μ‖={config.signal_norm:g}, engine={run.engine}")
     figure.savefig(stem + ".png", dpi=120)
     if not args.quiet:
@@ -386,6 +399,7 @@ def _sweep(args, config: Config, grid: dict[str, list[float]]) -> int:
         checkpoint=args.checkpoint,
         paired=args.paired,
     )
+    _say_replaced([stem + suffix for suffix in (".npz", ".json", ".png")], args.quiet)
     paths = list(result.save(stem))
     phase_diagram(result).savefig(stem + ".png", dpi=120)
     paths.append(stem + ".png")

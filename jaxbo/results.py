@@ -21,6 +21,8 @@ from jaxbo.theory import (
 
 #: Default ε of the benign/harmful split: benign needs test accuracy >= 1 − ε.
 REGIME_TOLERANCE = 0.005
+#: The format ``SweepResult.save`` writes and ``load`` reads.
+FORMAT = "jaxbo.SweepResult/1"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -193,7 +195,7 @@ class SweepResult:
         arrays["log_steps"] = self.log_steps
         np.savez_compressed(base + ".npz", **arrays)
         meta = {
-            "format": "jaxbo.SweepResult/1",
+            "format": FORMAT,
             "dims": list(self.dims),
             "config": config_to_json(self.config),
             "regime_tolerance": self.regime_tolerance,
@@ -227,17 +229,22 @@ def load(path: str | os.PathLike) -> SweepResult:
     base = os.fspath(path)
     for suffix in (".npz", ".json"):
         base = base[: -len(suffix)] if base.endswith(suffix) else base
-    with open(base + ".json") as handle:
-        meta = json.load(handle)
-    if meta.get("format") != "jaxbo.SweepResult/1":
-        raise ValueError(f"{base}.json is not a jaxbo sweep result (format {meta.get('format')!r})")
+    meta = _read_meta(base)
     coords, final, history = {}, {}, {}
+    if not os.path.exists(base + ".npz"):
+        raise FileNotFoundError(f"jaxbo.load: {base}.json has no {base}.npz beside it (SweepResult.save writes both)")
     with np.load(base + ".npz", allow_pickle=False) as arrays:
         for name in arrays.files:
             group, _, key = name.partition("/")
             target = {"coord": coords, "final": final, "history": history}.get(group)
             if target is not None:
                 target[key] = arrays[name]
+        missing = [name for name in ("log_steps", *(f"coord/{dim}" for dim in meta["dims"])) if name not in arrays]
+        if missing:
+            raise ValueError(
+                f"jaxbo.load: {base}.npz lacks the arrays {missing} that SweepResult.save writes: it is not the data "
+                f"of {base}.json"
+            )
         log_steps = arrays["log_steps"]
     dims = tuple(meta["dims"])
     coords = {name: coords[name] for name in dims}
@@ -251,6 +258,33 @@ def load(path: str | os.PathLike) -> SweepResult:
         metadata=meta["metadata"],
         regime_tolerance=float(meta["regime_tolerance"]),
     )
+
+
+def _read_meta(base: str) -> dict[str, Any]:
+    """The ``.json`` half of a saved result, its format checked: a foreign or a newer file says so."""
+    from jaxbo._version import __version__
+
+    if not os.path.exists(base + ".json"):
+        raise FileNotFoundError(
+            f"jaxbo.load: {base}.json is missing: a sweep result is {base}.npz with its .json beside it "
+            "(SweepResult.save writes both)"
+        )
+    try:
+        with open(base + ".json") as handle:
+            meta = json.load(handle)
+    except ValueError as error:
+        raise ValueError(f"jaxbo.load: {base}.json is not valid JSON ({error})") from None
+    found = meta.get("format") if isinstance(meta, dict) else None
+    if isinstance(found, str) and found.startswith("jaxbo.SweepResult/") and found != FORMAT:
+        raise ValueError(
+            f"jaxbo.load: {base}.json was written by a newer jaxbo (format {found}); this one ({__version__}) reads "
+            f"{FORMAT}: upgrade jaxbo to read it"
+        )
+    if found != FORMAT:
+        raise ValueError(
+            f"jaxbo.load: {base}.json is not a jaxbo sweep result (its format is {found!r}, expected {FORMAT!r})"
+        )
+    return meta
 
 
 def _nan_reduce(reduce, values: np.ndarray, axis: int) -> np.ndarray:

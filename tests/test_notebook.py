@@ -21,7 +21,7 @@ REPOSITORY = NOTEBOOK.parent.parent
 
 def test_notebook_installs_from_the_repository_and_keeps_colab_jax():
     lines = [line for cell in json.loads(NOTEBOOK.read_text())["cells"] for line in cell["source"]]
-    shell = [line for line in lines if line.startswith("!") and "pip" in line]
+    shell = [line for line in lines if line.lstrip().startswith("!") and "pip" in line]
     assert shell and all("$PIP_FLAGS" in line and "JAXBO_TARGET" in line for line in shell)
     assert not any("pip install jaxbo" in line for line in lines)
     assert 'PIP_FLAGS = "--no-deps" if "google.colab" in sys.modules else ""\n' in lines
@@ -35,6 +35,17 @@ def test_first_cell_is_the_one_setting_and_the_install_finds_the_clone_or_says_w
     monkeypatch.chdir(REPOSITORY / "docs")  # plain Jupyter, opened from a clone: install that clone
     exec(compile(install, str(NOTEBOOK), "exec"), namespace)
     assert namespace["JAXBO_TARGET"] == str(REPOSITORY)
+    # Outputs land in the clone's ignored results/, never in docs/; an editable install is not replaced.
+    assert namespace["RESULTS"] == REPOSITORY / "results" / "notebook"
+    import jaxbo
+
+    from_here = REPOSITORY.resolve() in pathlib.Path(jaxbo.__file__).resolve().parents
+    assert namespace["importable_from"](str(REPOSITORY)) == from_here
+    assert not namespace["importable_from"](str(tmp_path))
+    ignored = __import__("subprocess").run(
+        ["git", "check-ignore", "-q", "results/notebook/phase_diagram.png"], cwd=REPOSITORY
+    )
+    assert ignored.returncode in (0, 128)  # ignored (128: not a git checkout)
     assert (
         namespace["jaxbo_install_target"]("https://example.org/me/jaxbo.git") == "git+https://example.org/me/jaxbo.git"
     )

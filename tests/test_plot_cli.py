@@ -159,6 +159,8 @@ def test_cli_grid_axes_d_and_signal_norm_may_come_from_axis(monkeypatch, tmp_pat
 def test_cli_run_writes_dynamics_and_errors_are_clear(tmp_path, capsys):
     assert cli.main(["run", "--out", str(tmp_path), "--quiet", "--set", "d=300", *SMALL]) == 0
     assert capsys.readouterr().out.strip() == str(tmp_path / "dynamics.png")
+    assert cli.main(["run", "--out", str(tmp_path), "--set", "d=300", *SMALL]) == 0  # again: it says it replaces
+    assert f"replacing {tmp_path / 'dynamics.png'} from an earlier command" in capsys.readouterr().err
     assert matplotlib.image.imread(tmp_path / "dynamics.png")[..., :3].std() > 0.05
     assert cli.main(["sweep", "--out", str(tmp_path), "--set", "noise_rate=0.7"]) == 2
     assert "Config.noise_rate = 0.7" in capsys.readouterr().err

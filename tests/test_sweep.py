@@ -1,6 +1,7 @@
 import dataclasses
 import importlib
 import json
+import pathlib
 
 import chex
 import numpy as np
@@ -154,6 +155,25 @@ def test_save_load_round_trip(primal_result, tmp_path):
     assert loaded.metadata["plan"] == primal_result.metadata["plan"]
     with np.load(npz, allow_pickle=False) as arrays:  # plain arrays only: nothing to unpickle
         assert all(arrays[name].dtype != object for name in arrays.files)
+
+
+def test_load_says_what_is_wrong_with_a_foreign_or_newer_file(primal_result, tmp_path):
+    np.savez(tmp_path / "foreign.npz", x=np.zeros(3))
+    with pytest.raises(FileNotFoundError, match=r"foreign\.json is missing: a sweep result is .*foreign\.npz with its"):
+        jaxbo.load(tmp_path / "foreign.npz")
+    npz, json_path = primal_result.save(tmp_path / "mine")
+    np.savez(npz, x=np.zeros(3))  # the data of something else beside a result's .json
+    with pytest.raises(ValueError, match=r"mine\.npz lacks the arrays \['log_steps', 'coord/d'"):
+        jaxbo.load(json_path)
+    meta = json.loads(pathlib.Path(json_path).read_text())
+    pathlib.Path(json_path).write_text(json.dumps({**meta, "format": "jaxbo.SweepResult/2"}))
+    with pytest.raises(
+        ValueError, match=r"written by a newer jaxbo \(format jaxbo\.SweepResult/2\); this one .* reads"
+    ):
+        jaxbo.load(json_path)
+    pathlib.Path(json_path).write_text(json.dumps({"format": "something else"}))
+    with pytest.raises(ValueError, match=r"not a jaxbo sweep result \(its format is 'something else'"):
+        jaxbo.load(json_path)
 
 
 def synthetic_result(train: np.ndarray, test: np.ndarray) -> jaxbo.SweepResult:
