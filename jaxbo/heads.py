@@ -25,7 +25,7 @@ import jax.numpy as jnp
 from jaxbo.config import Config
 from jaxbo.data import RELEVANT, WEAK_OPPOSITE
 from jaxbo.loss import accuracy_and_loss, logistic_derivative, logistic_loss
-from jaxbo.metrics import masked_mean, mean_gaps, role_attention, saturation_by_group
+from jaxbo.metrics import masked_mean, mean_gaps, noise_share, role_attention, saturation_by_group
 from jaxbo.model import PRECISION, head, random_weights
 
 #: Streams of the per-head draws, folded into the run's weights key (far from W's row streams 0 … width − 1).
@@ -166,7 +166,9 @@ def train_metrics(params: HeadParams, train, saturation_totals, query=None) -> d
     (H, 2, 4): per head, the attention per role on clean and on noisy samples (the specialisation statistic).
     ``fit_by_attention`` and ``fit_by_head``: the fraction of noisy samples that are fitted with, on head
     average, the weakly-relevant opposite token (the attention's route) or the relevant token (the head's
-    route: its noise terms flip the sign) as the token with the most attention.
+    route: its noise terms flip the sign) as the token with the most attention. ``head_noise_share``: the
+    median over fitted noisy samples of the share of ỹf that the heads' parts outside span(μ₁, μ₂) (every
+    coordinate but the first two) supply.
     """
     attention, logits, gamma = head_outputs(params, train.tokens, query)
     f = jnp.sum(attention * gamma, axis=(0, 2))
@@ -181,6 +183,8 @@ def train_metrics(params: HeadParams, train, saturation_totals, query=None) -> d
     norms = jnp.linalg.norm(params.p, axis=-1)
     safe = jnp.where(norms > 0, norms, 1.0)
     sums = saturation_by_group(saturation_totals, train.clean_labels, train.noisy_mask)
+    outside = jnp.einsum("ntd,hd->hnt", train.tokens[..., 2:], params.nu[:, 2:], precision=PRECISION)
+    margin_outside = train.labels * jnp.sum(attention * outside, axis=(0, 2))
     return dict(
         train_accuracy=accuracy,
         train_loss=loss,
@@ -199,6 +203,7 @@ def train_metrics(params: HeadParams, train, saturation_totals, query=None) -> d
         head_attention=per_head,
         fit_by_attention=masked_mean(fitted & (top == WEAK_OPPOSITE), noisy),
         fit_by_head=masked_mean(fitted & (top == RELEVANT), noisy),
+        head_noise_share=noise_share(margin_outside, train.labels * f, fitted & noisy),
     )
 
 

@@ -54,8 +54,13 @@ class Metrics:
         ``Config.heads``): the heads' specialisation statistic.
       fit_by_attention: fraction of 𝒩 fitted with its weakly-relevant opposite token the most attended (the
         attention's route to memorising a flipped label); NaN when 𝒩 is empty.
-      fit_by_head: fraction of 𝒩 fitted with its relevant token the most attended (the head's route: the head's
-        noise terms flip the sign of f).
+      fit_by_head: fraction of 𝒩 fitted with its relevant token the most attended (a route open only to a
+        trained head, whose noise terms can flip the sign of f); NaN when 𝒩 is empty.
+      head_noise_share: which part of the model supplies a fitted noisy sample's margin: the median over the
+        fitted samples of 𝒩 of (ỹ Σ_h Σ_t s_{h,t} x_tᵀν_h⊥) / (ỹ f), ν_h⊥ the head's part outside span(μ₁, μ₂)
+        (its coordinates beyond the first two, in every engine). 0 for the paper's fixed head, which lies in
+        that span; near 1 when the head's memorised noise, not attention's choice of token, fits the label.
+        NaN when no noisy sample is fitted.
     """
 
     train_accuracy: jax.Array
@@ -78,6 +83,7 @@ class Metrics:
     head_attention: jax.Array
     fit_by_attention: jax.Array
     fit_by_head: jax.Array
+    head_noise_share: jax.Array
 
 
 jax.tree_util.register_dataclass(Metrics, data_fields=[f.name for f in dataclasses.fields(Metrics)], meta_fields=[])
@@ -226,7 +232,14 @@ def train_metrics_of_logits(logits, p, train, train_gamma, saturation_totals) ->
         head_attention=jnp.stack([attention_clean, attention_noisy])[None],
         fit_by_attention=masked_mean(fitted & (top == WEAK_OPPOSITE), train.noisy_mask),
         fit_by_head=masked_mean(fitted & (top == RELEVANT), train.noisy_mask),
+        # The fixed head ν ∝ e₁ − e₂ has no part outside span(μ₁, μ₂): its share is 0 wherever one is defined.
+        head_noise_share=jnp.where(jnp.any(fitted & train.noisy_mask), 0.0, jnp.nan),
     )
+
+
+def noise_share(margin_outside: jax.Array, margin: jax.Array, counted: jax.Array) -> jax.Array:
+    """Median over the samples ``counted`` (n,) of margin_outside / margin (each (n,)); NaN when none is."""
+    return jnp.nanmedian(jnp.where(counted, margin_outside / jnp.where(counted, margin, 1.0), jnp.nan))
 
 
 def attention_test_metrics(params: Params, test, test_gamma, query=None) -> dict[str, jax.Array]:

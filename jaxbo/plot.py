@@ -142,7 +142,8 @@ METRIC_TITLES = {
     "test_loss": "test loss",
     "noisy_fit": "noisy samples fitted",
     "fit_by_attention": "noisy fitted by attention",
-    "fit_by_head": "noisy fitted by the head",
+    "fit_by_head": "noisy fitted, relevant token most attended",
+    "head_noise_share": "noisy margin from the head's noise part",
     "regime": "regime",
 }
 

@@ -422,6 +422,33 @@ def _open_store(checkpoint, plan: Plan, config: Config, base_key, optimizer, his
     )
 
 
+def _execute_under_bar(plan, config, base_key, devices, checkpoint, *, histories, optimizer, progress, after_chunk):
+    """``execute`` under a progress bar, the checkpoint store opened beneath it so a resume's notes print as
+    clean lines above the bar (warnings when it is off); returns (finals, histories, store, bar)."""
+    bar = _Progress(plan, progress)
+    try:
+        report = (lambda text: bar.say(f"jaxbo.sweep: {text}")) if progress else None
+        store = (
+            None
+            if checkpoint is None
+            else _open_store(checkpoint, plan, config, base_key, optimizer, histories, devices, report)
+        )
+        finals, histories_out = execute(
+            plan,
+            config,
+            base_key,
+            devices,
+            histories=histories,
+            optimizer=optimizer,
+            store=store,
+            progress=bar,
+            after_chunk=after_chunk,
+        )
+    finally:
+        bar.close()
+    return finals, histories_out, store, bar
+
+
 def sweep(
     grid: Mapping[str, Sequence[float]],
     *,
@@ -506,28 +533,10 @@ def sweep(
         paired=paired,
         unshared=engine.unshared(config, optimizer) if paired else (),
     )
-    bar = _Progress(plan, progress)
-    try:
-        # Opened under the bar, so a resume's notes print as clean lines above it (warnings when it is off).
-        report = (lambda text: bar.say(f"jaxbo.sweep: {text}")) if progress else None
-        store = (
-            None
-            if checkpoint is None
-            else _open_store(checkpoint, plan, config, base_key, optimizer, histories, devices, report)
-        )
-        finals, histories_out = execute(
-            plan,
-            config,
-            base_key,
-            devices,
-            histories=histories,
-            optimizer=optimizer,
-            store=store,
-            progress=bar,
-            after_chunk=_after_chunk,
-        )
-    finally:
-        bar.close()
+    finals, histories_out, store, bar = _execute_under_bar(
+        plan, config, base_key, devices, checkpoint, histories=histories, optimizer=optimizer, progress=progress,
+        after_chunk=_after_chunk,
+    )  # fmt: skip
     metadata = _metadata(
         plan,
         devices,

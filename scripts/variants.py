@@ -1,6 +1,6 @@
 """The paper's open questions as models, measured: writes docs/variants.md and its figures.
 
-    python scripts/variants.py [--seeds 10] [--quick]
+    python scripts/variants.py [--seeds 10] [--small-seeds 40] [--quick]
 
 Every variant runs on the same grid, seeds and key as the paper's model (the base), in this one process:
 - a trained head (``Config(train_head=True)``) on the paper's grid: phase diagrams, boundaries, and which
@@ -58,6 +58,34 @@ def counts(result: jaxbo.SweepResult) -> str:
     return " / ".join(str(found[name]) for name in ("benign", "harmful", "not overfitting", "tied"))
 
 
+def wilson_low(successes: np.ndarray, trials: int, z: float = 1.96) -> np.ndarray:
+    """The lower end of the 95 % Wilson interval of a binomial proportion (elementwise)."""
+    share = successes / trials
+    centre = share + z * z / (2 * trials)
+    spread = z * np.sqrt(share * (1 - share) / trials + z * z / (4 * trials * trials))
+    return (centre - spread) / (1 + z * z / trials)
+
+
+def decided(result: jaxbo.SweepResult) -> str:
+    """Cells whose majority regime is decided at 95 %, per regime (benign / harmful / not): the majority's share
+    of seeds has a Wilson lower bound above ½, so more seeds would keep it the majority (a 3-of-5 cell is not)."""
+    fractions = result.regime_fractions()
+    majority = result.majority_regime()
+    top = np.rint(np.take_along_axis(fractions, majority[..., None], -1)[..., 0] * result.seeds)
+    sure = (wilson_low(top, result.seeds) > 0.5) & ~result.tied()
+    return " / ".join(str(int(np.sum(sure & (majority == code)))) for code in range(3))
+
+
+def run_shares(result: jaxbo.SweepResult) -> str:
+    """Runs per regime as fractions of all runs, each ± its binomial standard error."""
+    codes, total = result.regime.ravel(), result.regime.size
+    parts = []
+    for code in range(3):
+        share = float(np.mean(codes == code))
+        parts.append(f"{share:.2f} ± {np.sqrt(share * (1 - share) / total):.2f}")
+    return " / ".join(parts)
+
+
 def fits_text(result: jaxbo.SweepResult) -> str:
     fits = analysis.fit_boundaries(result)
     parts = []
@@ -91,16 +119,12 @@ def trained_head_section(grid, seeds, out, base, base_seconds) -> tuple[list[str
     config = jaxbo.Config(train_head=True)
     result, seconds = timed_sweep(grid, config, seeds)
     four, four_seconds = timed_sweep(grid, jaxbo.Config(heads=4), seeds)
-    figure = plot.phase_diagram(result, metrics=("fit_by_attention", "fit_by_head", "regime"))
+    figure = plot.phase_diagram(result, metrics=("fit_by_attention", "head_noise_share", "regime"))
     name = save(figure, out, "variants_trained_head.png")
     base_figure = save(plot.phase_diagram(base), out, "variants_base.png")
-    routes = [float(np.nanmean(result.final[key])) for key in ("noisy_fit", "fit_by_attention", "fit_by_head")]
-    base_routes = [float(np.nanmean(base.final[key])) for key in ("noisy_fit", "fit_by_attention", "fit_by_head")]
     rows = [
-        f"| base (ν fixed) | {counts(base)} | {fits_text(base)} | "
-        f"{base_routes[0]:.3f} | {base_routes[1]:.3f} | {base_routes[2]:.3f} |",
-        f"| trained head | {counts(result)} | {fits_text(result)} | "
-        f"{routes[0]:.3f} | {routes[1]:.3f} | {routes[2]:.3f} |",
+        f"| {label} | {counts(model)} | {decided(model)} | {fits_text(model)} | {routes(model)} |"
+        for label, model in (("base (ν fixed)", base), ("trained head", result))
     ]
     timing = [
         f"| base | {base.metadata['engine']} | {base_seconds:.1f} s | {base.metadata['compile_s']:.1f} s | 1× |",
@@ -110,9 +134,9 @@ def trained_head_section(grid, seeds, out, base, base_seconds) -> tuple[list[str
         f"{four.metadata['compile_s']:.1f} s | {four_seconds / base_seconds:.2f}× (target ≤ 4×) |",
     ]
     lines = [
-        "| model | cells: benign / harmful / not / tied | boundaries (fit_boundaries) | noisy fit | "
-        "by attention | by head |",
-        "|---|---|---|---|---|---|",
+        "| model | cells: benign / harmful / not / tied | of them decided at 95 % | boundaries (fit_boundaries) | "
+        "noisy fit | weak opposite most attended | relevant most attended | margin from the head's noise part |",
+        "|---|---|---|---|---|---|---|---|",
         *rows,
         "",
         f"![base]({base_figure})",
@@ -120,6 +144,15 @@ def trained_head_section(grid, seeds, out, base, base_seconds) -> tuple[list[str
         f"![trained head]({name})",
     ]
     return lines, timing
+
+
+def routes(result: jaxbo.SweepResult) -> str:
+    """Mean over runs of the fraction of noisy samples fitted, in all and with each token most attended, and
+    the median over runs of ``head_noise_share`` (which part of the model supplies a fitted noisy margin)."""
+    fits = [float(np.nanmean(result.final[key])) for key in ("noisy_fit", "fit_by_attention", "fit_by_head")]
+    shares = result.final["head_noise_share"]
+    share = f"{float(np.nanmedian(shares)):.2f}" if np.isfinite(shares).any() else "—"
+    return " | ".join([*(f"{value:.3f}" for value in fits), share])
 
 
 def typical_run(result: jaxbo.SweepResult) -> tuple[np.ndarray, str]:
@@ -137,14 +170,18 @@ def typical_run(result: jaxbo.SweepResult) -> tuple[np.ndarray, str]:
 
 def heads_section(grid, seeds, out) -> list[str]:
     lines = [
-        "| H | cells: benign / harmful / not / tied | boundaries (fit_boundaries) | spread of 𝒩's weak-opposite "
-        "attention across heads | spread of 𝒞's relevant attention across heads |",
-        "|---|---|---|---|---|",
+        "| H | cells: benign / harmful / not / tied | of them decided at 95 % | runs benign / harmful / not | "
+        "boundaries (fit_boundaries) | spread of 𝒩's weak-opposite attention across heads | spread of 𝒞's "
+        "relevant attention across heads |",
+        "|---|---|---|---|---|---|---|",
     ]
     for count in HEADS:
         result, _ = timed_sweep(grid, jaxbo.Config(heads=count, query_init_std=START), seeds)
         opposite, relevant = specialisation(result)
-        lines.append(f"| {count} | {counts(result)} | {fits_text(result)} | {opposite:.3f} | {relevant:.3f} |")
+        lines.append(
+            f"| {count} | {counts(result)} | {decided(result)} | {run_shares(result)} | {fits_text(result)} | "
+            f"{opposite:.3f} | {relevant:.3f} |"
+        )
         if count == 4:
             diagram = save(plot.phase_diagram(result, theory=True), out, "variants_heads_phase.png")
     attention, where = typical_run(result)
@@ -155,11 +192,17 @@ def heads_section(grid, seeds, out) -> list[str]:
 
 
 def start_section(grid, seeds, out) -> list[str]:
-    lines = ["| s | cells: benign / harmful / not / tied | boundaries (fit_boundaries) |", "|---|---|---|"]
+    lines = [
+        "| s | cells: benign / harmful / not / tied | of them decided at 95 % | runs benign / harmful / not | "
+        "boundaries (fit_boundaries) |",
+        "|---|---|---|---|---|",
+    ]
     diagrams = []
     for scale in STARTS:
         result, _ = timed_sweep(grid, jaxbo.Config(query_init_std=scale), seeds)
-        lines.append(f"| {scale:g} | {counts(result)} | {fits_text(result)} |")
+        lines.append(
+            f"| {scale:g} | {counts(result)} | {decided(result)} | {run_shares(result)} | {fits_text(result)} |"
+        )
         if scale in (0.0, START):
             name = f"variants_start_{scale:g}.png"
             diagrams.append(f"![s = {scale:g}]({save(plot.phase_diagram(result, theory=True), out, name)})")
@@ -185,12 +228,15 @@ def depth_section(grid, seeds) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=10, help="seeds per cell on the paper grid")
+    parser.add_argument(
+        "--small-seeds", type=int, default=40, help="seeds per cell of the heads' and random starts' subgrid"
+    )
     parser.add_argument("--quick", action="store_true", help="6 × 6 subgrid, 2 seeds, temporary output")
     args = parser.parse_args()
     grid = subgrid(PAPER_GRID, 7) if args.quick else PAPER_GRID
     seeds = 2 if args.quick else args.seeds
     small = grid if args.quick else subgrid(PAPER_GRID, 4)
-    small_seeds = 2 if args.quick else 5
+    small_seeds = 2 if args.quick else args.small_seeds
     out = tempfile.mkdtemp() if args.quick else os.path.join(ROOT, "docs")
     base, base_seconds = timed_sweep(grid, jaxbo.Config(), seeds)
     head_lines, timing = trained_head_section(grid, seeds, out, base, base_seconds)
@@ -207,6 +253,7 @@ def main() -> None:
         machine=machine(),
         shape=shape,
         small_shape=small_shape,
+        small_seeds=small_seeds,
         start=START,
         trained_head="\n".join(head_lines),
         timing="\n".join(timing),
@@ -242,11 +289,16 @@ seeds for every model; regimes with ε = 0.005. Nothing here is claimed beyond w
 ## A trained head (`Config(train_head=True)`)
 
 ν starts at the paper's value and is trained with p by the same gradient descent ({shape}; reduced engine in
-kernel form: exact). Regimes are each cell's majority over seeds (cells with a tie counted apart). A noisy
-sample is fitted *by attention* when its most-attended token is the weakly-relevant opposite one, *by the
-head* when it is the relevant token (the head's noise terms then flip the sign of f); the last three columns
-are means over the grid and seeds of the fraction of noisy samples fitted (in all, and by each route; the rest
-are fitted with another token most attended, or not fitted).
+kernel form: exact). Regimes are each cell's majority over seeds (cells with a tie counted apart); a cell's
+majority is *decided at 95 %* when the 95 % Wilson interval of its share of seeds lies above ½, so more seeds
+would keep it the majority. The next three columns are means over the grid and seeds of the fraction of
+noisy samples fitted: in all, with the weakly-relevant opposite token most attended (`fit_by_attention`:
+attention selects the token that carries the flipped label's signal), and with the relevant token most
+attended (`fit_by_head`: fitted although attention points at the sample's true signal). Those two count
+where attention points; they do not say what supplies the margin. The last column does: the median over runs
+of `head_noise_share`, the median over a run's fitted noisy samples of the share of the margin ỹf supplied by
+the head's part outside span(μ₁, μ₂), i.e. the noise the trained head has memorised (0 for the fixed head,
+which lies in that span).
 
 {trained_head}
 
@@ -256,13 +308,15 @@ From p = 0 every head stays identical (the H-head model is the one-head model at
 heads are compared from a random start p_h⁽⁰⁾ ~ N(0, s²I_d), s = {start}, on a subgrid ({small_shape}). The
 specialisation statistic (`Metrics.head_attention`, per head, per role, clean and noisy samples): the spread
 across heads (max − min, mean over cells and seeds) of the noisy samples' attention on their weak opposite
-token and of the clean samples' attention on their relevant token; 0 means the heads attend alike.
+token and of the clean samples' attention on their relevant token; 0 means the heads attend alike. With
+{small_seeds} seeds per cell, a cell count carries its uncertainty twice: the cells whose majority is decided
+at 95 % (as above), and the fraction of all runs in each regime with its binomial standard error.
 
 {heads}
 
 ## A random start for one head (`Config(query_init_std=s)`)
 
-The same subgrid ({small_shape}); s = 0 is the paper's p = 0.
+The same subgrid ({small_shape}) and columns; s = 0 is the paper's p = 0.
 
 {starts}
 

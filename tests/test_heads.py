@@ -179,6 +179,29 @@ def test_route_and_specialisation_statistics_are_consistent():
     assert result.metadata["engine"] == "reduced"
 
 
+@pytest.mark.parametrize("engine", ["primal", "reduced"])
+def test_head_noise_share_is_the_share_of_the_noisy_margin_the_heads_noise_part_supplies(engine):
+    """Recomputed in float64 numpy from the run's own parameters and data: the median over fitted noisy samples
+    of ỹ Σ_h Σ_t s x_tᵀν_h⊥ / ỹ f (ν_h⊥: every coordinate but the first two); 0 for the paper's fixed head."""
+    config = SMALL.replace(heads=2, query_init_std=0.3, train_head=True, steps=200, log_every=100, lr=0.5, d=60)
+    run = jaxbo.simulate(4, config, engine=engine, keep_data=True)
+    train_set = run.data[0]
+    tokens, labels = np.asarray(train_set.tokens, np.float64), np.asarray(train_set.labels, np.float64)
+    p, nu = np.asarray(run.params.p, np.float64), np.asarray(run.params.nu, np.float64)
+    logits = np.einsum("ntd,hd->hnt", tokens, p)
+    attention = np.exp(logits - logits.max(-1, keepdims=True))
+    attention /= attention.sum(-1, keepdims=True)
+    margin = labels * np.einsum("hnt,ntd,hd->n", attention, tokens, nu)
+    outside = labels * np.einsum("hnt,ntd,hd->n", attention, tokens[..., 2:], nu[:, 2:])
+    counted = (margin > 0) & np.asarray(train_set.noisy_mask)
+    assert counted.any(), "the run must fit some noisy sample for the check to mean anything"
+    expected = np.median(outside[counted] / margin[counted])
+    assert 0.05 < abs(expected)  # a trained head does supply part of the margin here
+    np.testing.assert_allclose(float(run.final.head_noise_share), expected, rtol=1e-3, atol=1e-4)
+    fixed = jaxbo.simulate(4, SMALL.replace(lr=0.5, steps=200, log_every=100), engine=engine).final
+    assert float(fixed.head_noise_share) == 0.0 or (np.isnan(fixed.head_noise_share) and fixed.noisy_fit == 0)
+
+
 def test_bad_variants_fail_before_compiling():
     with pytest.raises(ValueError, match=r"Config\.heads = 0 is out of range"):
         SMALL.replace(heads=0)

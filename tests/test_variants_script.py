@@ -18,3 +18,18 @@ def test_quick_study_writes_every_section():
         assert heading in done.stdout, heading
     rows = [line for line in done.stdout.splitlines() if line.startswith("| ") and "|---" not in line]
     assert len(rows) >= 3 + 5 + 6 + 4 + 4, rows  # every table, headers and rows
+    assert done.stdout.count("of them decided at 95 %") == 3 and "margin from the head's noise part" in done.stdout
+
+
+def test_a_majority_is_decided_only_when_more_seeds_would_keep_it(monkeypatch):
+    import importlib.util
+
+    import numpy as np
+
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))  # the script imports its helper module _bench
+    spec = importlib.util.spec_from_file_location("variants", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    # Wilson's 95 % lower bound (closed form checked against its textbook values): 5 of 5 clears ½, 4 of 5 not.
+    np.testing.assert_allclose(module.wilson_low(np.array([5.0, 4.0]), 5), [0.566, 0.376], atol=2e-3)
+    assert module.wilson_low(np.array(30.0), 40) > 0.5 > module.wilson_low(np.array(3.0), 5)
