@@ -233,6 +233,7 @@ def main() -> None:
     )
     parser.add_argument("--quick", action="store_true", help="6 × 6 subgrid, 2 seeds, temporary output")
     args = parser.parse_args()
+    where = machine()  # now: the commit of the code this process imported, not of the tree when it ends
     grid = subgrid(PAPER_GRID, 7) if args.quick else PAPER_GRID
     seeds = 2 if args.quick else args.seeds
     small = grid if args.quick else subgrid(PAPER_GRID, 4)
@@ -250,7 +251,7 @@ def main() -> None:
     shape = shape if args.quick else f"the paper's grid, {shape}"
     small_shape = f"{len(small['d'])} d × {len(small['signal_norm'])} ‖μ‖ × {small_seeds} seeds"
     text = PAGE.format(
-        machine=machine(),
+        machine=where,
         shape=shape,
         small_shape=small_shape,
         small_seeds=small_seeds,
@@ -266,7 +267,7 @@ def main() -> None:
     with open(os.path.join(out, "variants.md"), "w") as handle:
         handle.write(text)
     if not args.quick:
-        write_section("bench_variants", BENCHMARK.format(machine=machine(), shape=shape, timing="\n".join(timing)))
+        write_section("bench_variants", BENCHMARK.format(machine=where, shape=shape, timing="\n".join(timing)))
     print(text)
 
 
