@@ -68,7 +68,9 @@ def _switch(lower: np.ndarray, upper: np.ndarray, signal_norms: np.ndarray, *, l
     return np.exp(position)
 
 
-def boundaries(result, *, select: dict | None = None, bootstraps: int = 200, seed: int = 0) -> Boundaries:
+def boundaries(
+    result, *, select: dict | None = None, bootstraps: int = 200, seed: int = 0, limit: bool = False
+) -> Boundaries:
     """The ‖μ‖ of each regime switch at every d of a ``SweepResult`` over (d, ‖μ‖) × seeds.
 
     At each d, the seed fractions of the three regimes are taken along increasing ‖μ‖; the harmful boundary is
@@ -81,8 +83,11 @@ def boundaries(result, *, select: dict | None = None, bootstraps: int = 200, see
       select: values of further axes, e.g. ``{"noise_rate": 0.2}``.
       bootstraps: bootstrap replicates (0: no uncertainty, errors NaN).
       seed: the bootstrap's numpy seed.
+      limit: locate the boundaries of the runs' t → ∞ limit (``SweepResult.limit_regime``, a sweep with
+        ``limit=True``) instead of the horizon's: the fractions are over every seed, so unsettled and infeasible
+        runs count for no regime.
     """
-    codes = _plane_codes(result, select)  # (D, M, S), ‖μ‖ increasing
+    codes = _plane_codes(result, select, limit)  # (D, M, S), ‖μ‖ increasing
     signal_norms = np.sort(np.asarray(result.coords["signal_norm"], np.float64))
     rng = np.random.default_rng(seed)
     seeds = codes.shape[-1]
@@ -120,7 +125,7 @@ def boundaries(result, *, select: dict | None = None, bootstraps: int = 200, see
     )
 
 
-def _plane_codes(result, select) -> np.ndarray:
+def _plane_codes(result, select, limit: bool = False) -> np.ndarray:
     """Regime codes (D, M, S) on the (d, ‖μ‖) plane, ‖μ‖ sorted increasing; other axes fixed by ``select``."""
     dims = list(result.dims[:-1])
     for name in ("d", "signal_norm"):
@@ -142,7 +147,7 @@ def _plane_codes(result, select) -> np.ndarray:
             raise ValueError(
                 f"axis {name!r} has {len(result.coords[name])} values: fix one with select={{{name!r}: v}}"
             )
-    codes = np.asarray(result.regime)[tuple(index)]
+    codes = np.asarray(result.limit_regime if limit else result.regime)[tuple(index)]
     if dims.index("d") > dims.index("signal_norm"):
         codes = np.swapaxes(codes, 0, 1)
     order = np.argsort(np.asarray(result.coords["signal_norm"]))
@@ -159,7 +164,9 @@ def _line_fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 MIN_D_SPAN = 4.0
 
 
-def fit_boundaries(measured, *, min_points: int = 3, min_span: float = MIN_D_SPAN) -> dict[str, dict]:
+def fit_boundaries(
+    measured, *, min_points: int = 3, min_span: float = MIN_D_SPAN, limit: bool = False
+) -> dict[str, dict]:
     """Fit log ‖μ‖ = a + b·log d to each measured boundary; b against the theory's ¼ (harmful) and ½ (not
     overfitting), and the constants c_h = ‖μ‖/(σ d^(1/4)), c_no = ‖μ‖/(σ√(d/n)) (geometric means over d).
 
@@ -170,6 +177,7 @@ def fit_boundaries(measured, *, min_points: int = 3, min_span: float = MIN_D_SPA
         are located first, with ``boundaries``' defaults).
       min_points: fewest d values with a boundary for a fit.
       min_span: smallest ratio of the largest to the smallest of those d values for a fit.
+      limit: with a ``SweepResult``, fit the boundaries of its t → ∞ limit (``boundaries(result, limit=True)``).
 
     Returns:
       {"harmful": {...}, "not_overfitting": {...}}, each with ``slope``, ``slope_ci``, ``theory_slope``,
@@ -178,7 +186,7 @@ def fit_boundaries(measured, *, min_points: int = 3, min_span: float = MIN_D_SPA
       ``min_points`` d values with a boundary, or a span of d below ``min_span``.
     """
     if isinstance(measured, SweepResult):
-        measured = boundaries(measured)
+        measured = boundaries(measured, limit=limit)
     if not isinstance(measured, Boundaries):
         raise TypeError(f"fit_boundaries takes boundaries(result) or a SweepResult, got {type(measured).__name__}")
     fits = {}

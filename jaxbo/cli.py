@@ -246,6 +246,12 @@ def build_parser(
 
     for command in (grid, one):
         command.add_argument(
+            "--limit",
+            action="store_true",
+            help="also compute each run's t → ∞ limit (max-margin token selection, certified; jaxbo.limit) and "
+            "draw it beside the horizon",
+        )
+        command.add_argument(
             "--set", action="append", default=[], type=parse_setting, metavar="FIELD=VALUE", help=_settings_help()
         )
         command.add_argument("--quiet", action="store_true", help="print only errors and the output paths")
@@ -348,10 +354,10 @@ def _run(args, config: Config) -> int:
     from jaxbo.plot import dynamics, model_name
     from jaxbo.train import checked_engine, simulate
 
-    checked_engine(config, None, args.engine)
+    checked_engine(config, None, args.engine, limit=args.limit)
     os.makedirs(args.out, exist_ok=True)
     stem = os.path.join(args.out, args.name)
-    run = simulate(args.key, config, engine=args.engine)
+    run = simulate(args.key, config, engine=args.engine, limit=args.limit)
     _say_replaced([stem + ".png"], args.quiet)
     figure = dynamics(run, title=f"{model_name(config)}: d={config.d}, ‖μ‖={config.signal_norm:g}, engine={run.engine}")
     figure.savefig(stem + ".png", dpi=120)
@@ -361,6 +367,16 @@ def _run(args, config: Config) -> int:
             f"train acc {float(final.train_accuracy):.3f}, test acc {float(final.test_accuracy):.3f}, "
             f"noisy fitted {float(final.noisy_fit):.3f}"
         )
+        if run.limit is not None:
+            from jaxbo.limit import LIMIT_STATUS
+
+            limit = run.limit
+            print(
+                f"t → ∞ limit: {LIMIT_STATUS[int(limit.status)]} ({int(limit.violations)} of {int(limit.support)} "
+                f"support tokens violate local optimality), train acc {float(limit.train_accuracy):.3f}, test acc "
+                f"{float(limit.test_accuracy):.3f}, noisy fitted {float(limit.noisy_fit):.3f}, cos(p, p_mm) "
+                f"{float(limit.correlation):.3f}"
+            )
     print(stem + ".png")
     return 0
 
@@ -371,7 +387,7 @@ def _sweep(args, config: Config, grid: dict[str, list[float]]) -> int:
     from jaxbo.sweep import sweep
     from jaxbo.train import checked_engine
 
-    checked_engine(config, None, args.engine)  # every argument checked before --out is created
+    checked_engine(config, None, args.engine, limit=args.limit)  # every argument checked before --out is created
     validate_grid(grid, config)
     for option, value in (("--seeds", args.seeds), ("--chunk-size", args.chunk_size), ("--devices", args.devices)):
         if value is not None and value < 1:
@@ -398,10 +414,11 @@ def _sweep(args, config: Config, grid: dict[str, list[float]]) -> int:
         devices=devices,
         checkpoint=args.checkpoint,
         paired=args.paired,
+        limit=args.limit,
     )
     _say_replaced([stem + suffix for suffix in (".npz", ".json", ".png")], args.quiet)
     paths = list(result.save(stem))
-    phase_diagram(result).savefig(stem + ".png", dpi=120)
+    phase_diagram(result, limit=args.limit).savefig(stem + ".png", dpi=120)
     paths.append(stem + ".png")
     if not args.quiet:
         print(_summary(result))
@@ -420,6 +437,13 @@ def _summary(result) -> str:
         f"cells benign {counts['benign']}, harmful {counts['harmful']}, not overfitting {counts['not overfitting']}"
         + (f", tied {counts['tied']}" if counts["tied"] else "")
     ]
+    if result.has_limit:
+        limit = result.regime_counts(limit=True)
+        lines.append(
+            "t → ∞ limit: cells "
+            + ", ".join(f"{name} {count}" for name, count in limit.items() if count or name != "tied")
+            + f"; settled runs {float(np.mean(result.settled_fraction())):.0%}"
+        )
     if int(np.prod(result.grid_shape)) <= CELL_TABLE_LIMIT:
         lines.append(result.cell_table())
     return "\n".join(lines)

@@ -25,6 +25,10 @@ REGIME_COLOURS = ("#4daf4a", "#e41a1c", "#377eb8")  # benign, harmful, not overf
 TIE = len(REGIME_NAMES)
 PANEL_REGIMES = (*REGIME_NAMES, "tie")
 PANEL_COLOURS = (*REGIME_COLOURS, "#bdbdbd")
+#: The limit's regime panel: the three regimes, unsettled and infeasible runs' cells, then ties.
+LIMIT_PANEL_REGIMES = (*REGIME_NAMES, "unsettled", "infeasible", "tie")
+LIMIT_PANEL_COLOURS = (*REGIME_COLOURS, "#984ea3", "#252525", "#bdbdbd")
+LIMIT_TIE = len(LIMIT_PANEL_REGIMES) - 1
 LABELS = {
     "d": "dimension d",
     "signal_norm": "signal norm ‖μ‖",
@@ -144,6 +148,12 @@ METRIC_TITLES = {
     "fit_by_attention": "noisy fitted by attention",
     "fit_by_head": "noisy fitted, relevant token most attended",
     "head_noise_share": "noisy margin from the head's noise part",
+    "limit_test_accuracy": "t → ∞ limit: test accuracy",
+    "limit_train_accuracy": "t → ∞ limit: train accuracy",
+    "limit_noisy_fit": "t → ∞ limit: noisy samples fitted",
+    "limit_test_loss": "t → ∞ limit: test loss",
+    "limit_correlation": "cos(p, p_mm)",
+    "limit_regime": "t → ∞ limit: regime",
     "regime": "regime",
 }
 
@@ -177,9 +187,12 @@ def grid_ticks(axis, which: str, values: np.ndarray, most: int | None = None) ->
     set_ticks([], minor=True)
 
 
-def regime_panel(result: SweepResult) -> np.ndarray:
+def regime_panel(result: SweepResult, limit: bool = False) -> np.ndarray:
     """The codes a regime panel draws, (*grid_shape,): each cell's majority regime, or ``TIE`` where two
-    regimes share the most seeds (the summary and the cell table call those ties too)."""
+    regimes share the most seeds (the summary and the cell table call those ties too). With ``limit``, the
+    limit's majority (``LIMIT_PANEL_REGIMES``: unsettled and infeasible cells as their own) or ``LIMIT_TIE``."""
+    if limit:
+        return np.where(result.tied(True), LIMIT_TIE, result.majority_regime(True)).astype(np.int32)
     return np.where(result.tied(), TIE, result.majority_regime()).astype(np.int32)
 
 
@@ -192,9 +205,12 @@ FRACTIONS = (
     "max_attention",
     "fit_by_attention",
     "fit_by_head",
+    "limit_train_accuracy",
+    "limit_noisy_fit",
 )
 #: Accuracies whose colour scale splits at the benign threshold 1 − ε, so the drop that makes a cell harmful shows.
-THRESHOLDED = ("test_accuracy",)
+THRESHOLDED = ("test_accuracy", "limit_test_accuracy")
+REGIME_PANELS = ("regime", "limit_regime")
 
 
 def _colour_range(name: str, values: np.ndarray) -> tuple[float, float]:
@@ -218,17 +234,23 @@ def colour_panel(figure, axis, edges, data: np.ndarray, name: str, result: Sweep
     from matplotlib.colors import BoundaryNorm, ListedColormap
 
     x_edges, y_edges = edges
-    if name == "regime":
-        count = len(PANEL_REGIMES)
-        colours, norm = ListedColormap(PANEL_COLOURS), BoundaryNorm(np.arange(count + 1) - 0.5, count)
+    if name in REGIME_PANELS:
+        limit = name == "limit_regime"
+        names, palette = (LIMIT_PANEL_REGIMES, LIMIT_PANEL_COLOURS) if limit else (PANEL_REGIMES, PANEL_COLOURS)
+        count = len(names)
+        colours, norm = ListedColormap(palette), BoundaryNorm(np.arange(count + 1) - 0.5, count)
         mesh = axis.pcolormesh(x_edges, y_edges, data, cmap=colours, norm=norm)
         bar = figure.colorbar(mesh, ax=axis, ticks=np.arange(count))
-        bar.ax.set_yticklabels(PANEL_REGIMES)
-        axis.set_title(f"regime (majority; benign: test ≥ {1 - result.regime_tolerance:g}){suffix}")
+        bar.ax.set_yticklabels(names)
+        what = "t → ∞ limit, majority" if name == "limit_regime" else "majority"
+        axis.set_title(f"regime ({what}; benign: test ≥ {1 - result.regime_tolerance:g}){suffix}")
         return
     low, high = colour_range
     cmap = "magma" if name.endswith("loss") else "viridis"
-    label = f"{METRIC_TITLES.get(name, name)} ({_seeds_text(result.seeds)})"
+    seeds = _seeds_text(result.seeds)
+    if name.startswith("limit_"):  # limit_mean: an unsettled run's numbers are no limit
+        seeds = seeds.replace("mean of", "mean of the settled of")
+    label = f"{METRIC_TITLES.get(name, name)} ({seeds})"
     if name in THRESHOLDED:
         from matplotlib.colors import TwoSlopeNorm
 
@@ -258,13 +280,14 @@ def phase_diagram(
     *,
     x: str = "d",
     y: str = "signal_norm",
-    metrics: tuple[str, ...] = ("train_accuracy", "test_accuracy", "regime"),
+    metrics: tuple[str, ...] | None = None,
     select: Mapping[str, float] | None = None,
     title: str | None = None,
     theory: bool = False,
     snr_levels: tuple[float, ...] | None = None,
     boundary: np.ndarray | None = None,
     boundary_label: str = "predicted boundary",
+    limit: bool = False,
 ) -> Figure:
     """Panels of seed means (and the majority regime) over the (x, y) grid, one panel per metric.
 
@@ -281,7 +304,10 @@ def phase_diagram(
       result: a sweep with ``x`` and ``y`` among its axes.
       x, y: axis names for the horizontal and vertical directions.
       metrics: panels, from ``train_accuracy``, ``test_accuracy``, ``train_loss``, ``test_loss`` (the paper's
-        Figure 5), ``noisy_fit`` and ``regime``, or any other scalar ``Metrics`` field.
+        Figure 5), ``noisy_fit`` and ``regime``, or any other scalar ``Metrics`` field; for a sweep with
+        ``limit=True`` also ``limit_regime`` and any scalar ``limit_<field>`` (means over settled runs).
+        Default: train accuracy, test accuracy and regime, and with ``limit`` the limit's test accuracy and
+        regime beside them.
       select: values of further grid axes to keep, e.g. ``{"noise_rate": 0.2}``; the others become rows.
       title: figure title (default: the settings every panel shares, read from the result).
       theory: (x = d, y = signal_norm only) draw the measured boundaries (``analysis.boundaries``, with
@@ -291,12 +317,16 @@ def phase_diagram(
       boundary: optional (len(y values), len(x values)) array; its 0.5 level is drawn over every panel, e.g. a
         predicted region (True inside) from ``jaxbo.theory``.
       boundary_label: legend text of that line.
+      limit: draw the runs' t → ∞ limit beside the horizon (needs ``sweep(..., limit=True)``): its regime
+        panel marks unsettled and infeasible cells, and with ``theory`` the limit's own boundaries and fits
+        are drawn on the limit's panels.
 
     Returns:
       A matplotlib ``Figure`` with one ``pcolormesh`` panel per metric per row, with colour bars.
     """
     from matplotlib.figure import Figure
 
+    metrics = _panels(result, metrics, limit)
     rows = _plane_indexers(result, x, y, select)
     xs, ys = np.asarray(result.coords[x]), np.asarray(result.coords[y])
     log_x, log_y = is_geometric(xs), is_geometric(ys)
@@ -308,9 +338,11 @@ def phase_diagram(
             raise ValueError(f"boundary has shape {level.shape}, expected {(len(ys), len(xs))} (y values, x values)")
     if theory and (x, y) != ("d", "signal_norm"):
         raise ValueError(f"theory=True needs x='d' and y='signal_norm', got x={x!r}, y={y!r}")
-    values = {name: (regime_panel(result) if name == "regime" else result.mean(name)) for name in metrics}
+    values = {name: _panel_values(result, name) for name in metrics}
     # One colour scale per metric across every row, from the panels drawn (``select`` may drop some).
-    drawn = {name: np.stack([plane(values[name]) for _, plane in rows]) for name in metrics if name != "regime"}
+    drawn = {
+        name: np.stack([plane(values[name]) for _, plane in rows]) for name in metrics if name not in REGIME_PANELS
+    }
     ranges = {
         name: thresholded_range(panels, result.regime_tolerance) if name in THRESHOLDED else _colour_range(name, panels)
         for name, panels in drawn.items()
@@ -337,9 +369,8 @@ def phase_diagram(
                 axis.plot([], [], color="black", linewidth=2, label=boundary_label)
                 axis.legend(loc="upper right", fontsize="small")
         if theory:
-            row_select = dict(select or {})
-            row_select.update(_row_coordinates(result, x, y, label))
-            handles, labels = _theory_overlay(result, row, row_select, snr_levels, (x_edges, y_edges))
+            row_select = {**(select or {}), **_row_coordinates(result, x, y, label)}
+            handles, labels = _row_theory(result, row, metrics, row_select, snr_levels, (x_edges, y_edges))
             legend_handles += handles
             legend_labels += [f"{text} ({label})" if label else text for text in labels]
     if legend_handles:  # below the panels, outside them, so it never covers data; grey, so white marks show
@@ -356,6 +387,36 @@ def phase_diagram(
     return figure
 
 
+def _panels(result: SweepResult, metrics, limit: bool) -> tuple[str, ...]:
+    """The panels to draw: ``metrics``, or the default (with the limit's beside the horizon's for ``limit``)."""
+    if limit and not result.has_limit:
+        raise ValueError("limit=True needs a sweep with its runs' limit: jaxbo.sweep(..., limit=True)")
+    if metrics is not None:
+        return tuple(metrics)
+    return ("train_accuracy", "test_accuracy", "regime") + (("limit_test_accuracy", "limit_regime") if limit else ())
+
+
+def _row_theory(result: SweepResult, row, metrics, select: dict, snr_levels, edges) -> tuple[list, list[str]]:
+    """The theory overlay of one row: the horizon's boundaries on its panels, the limit's on the limit's."""
+    handles, labels = [], []
+    for of_limit in (False, True):
+        panels = [axis for axis, name in zip(row, metrics, strict=True) if name.startswith("limit_") == of_limit]
+        if panels:
+            found = _theory_overlay(result, panels, select, snr_levels, edges, limit=of_limit)
+            handles, labels = handles + found[0], labels + found[1]
+    return handles, labels
+
+
+def _panel_values(result: SweepResult, name: str) -> np.ndarray:
+    """What a panel draws, (*grid_shape,): regime codes for the regime panels, a settled-run mean for a limit
+    metric (``SweepResult.limit_mean``), else the seed mean."""
+    if name in REGIME_PANELS:
+        return regime_panel(result, limit=name == "limit_regime")
+    if name.startswith("limit_"):
+        return result.limit_mean(name)
+    return result.mean(name)
+
+
 def _row_coordinates(result: SweepResult, x: str, y: str, label: str) -> dict[str, float]:
     """The further-axis values of a row, parsed back from its label (``η=0.1, ρ=0.2``)."""
     by_symbol = {SYMBOLS.get(name, name): name for name in result.dims[:-1] if name not in (x, y)}
@@ -366,14 +427,17 @@ def _row_coordinates(result: SweepResult, x: str, y: str, label: str) -> dict[st
     return values
 
 
-def _theory_overlay(result: SweepResult, row, select: dict, snr_levels, edges) -> tuple[list, list[str]]:
-    """Measured boundaries with errors, fitted ‖μ‖ ∝ d^b lines and SNR contours on every panel of a row;
-    returns the row's legend (handles, labels)."""
+def _theory_overlay(
+    result: SweepResult, row, select: dict, snr_levels, edges, limit: bool = False
+) -> tuple[list, list[str]]:
+    """Measured boundaries with errors, fitted ‖μ‖ ∝ d^b lines and SNR contours on every panel of ``row``
+    (the limit's boundaries with ``limit``); returns the row's legend (handles, labels)."""
     from matplotlib import patheffects
 
     from jaxbo import analysis
 
-    measured = analysis.boundaries(result, select=select)
+    measured = analysis.boundaries(result, select=select, limit=limit)
+    prefix = "t → ∞ limit: " if limit else ""
     fits = analysis.fit_boundaries(measured)
     d = np.asarray(result.coords["d"], np.float64)
     mu = np.asarray(result.coords["signal_norm"], np.float64)
@@ -398,11 +462,11 @@ def _theory_overlay(result: SweepResult, row, select: dict, snr_levels, edges) -
                 markeredgecolor="black",
                 markersize=3,
                 linewidth=0.8,
-                label=f"measured {name} boundary",
+                label=f"{prefix}measured {name} boundary",
             )
             fit = fits[kind]
             if fit["reason"]:  # say on the figure why no exponent is drawn
-                axis.plot([], [], linestyle="none", label=f"{name}: no exponent fit, {fit['reason']}")
+                axis.plot([], [], linestyle="none", label=f"{prefix}{name}: no exponent fit, {fit['reason']}")
                 continue
             low, high = fit["slope_ci"]
             line_d = np.geomspace(min(fit["d"]), max(fit["d"]), 100)  # only where the boundary was measured
@@ -413,7 +477,8 @@ def _theory_overlay(result: SweepResult, row, select: dict, snr_levels, edges) -
                 color=colour,
                 linewidth=1.5,
                 path_effects=[patheffects.Stroke(linewidth=3, foreground="black"), patheffects.Normal()],
-                label=f"{name} fit ‖μ‖ ∝ d^{fit['slope']:.2f} [{low:.2f}, {high:.2f}] (theory {fit['theory_slope']:g})",
+                label=f"{prefix}{name} fit ‖μ‖ ∝ d^{fit['slope']:.2f} [{low:.2f}, {high:.2f}] "
+                f"(theory {fit['theory_slope']:g})",
             )
         if snr_levels:
             lines = axis.contour(d, mu, snr, levels=sorted(snr_levels), colors="grey", linewidths=0.7, linestyles=":")

@@ -23,6 +23,10 @@ from jaxbo.theory import (
 REGIME_TOLERANCE = 0.005
 #: The format ``SweepResult.save`` writes and ``load`` reads.
 FORMAT = "jaxbo.SweepResult/1"
+#: Codes of a run's limit regime (``SweepResult.limit_regime``): the three regimes for settled runs, then the
+#: runs whose limit is not a limit (unsettled or unsolved) and those whose attention SVM is infeasible.
+LIMIT_REGIME_NAMES = (*REGIME_NAMES, "unsettled", "infeasible")
+UNSETTLED_REGIME, INFEASIBLE_REGIME = len(REGIME_NAMES), len(REGIME_NAMES) + 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,6 +77,11 @@ class SweepResult:
             lines.append(
                 "  majority regime (cells): " + ", ".join(f"{n} {c}" for n, c in counts.items() if c or n != "tied")
             )
+        if self.has_limit:
+            counts = self.regime_counts(limit=True)
+            settled = float(np.mean(self.settled_fraction()))
+            shown = ", ".join(f"{n} {c}" for n, c in counts.items() if c or n in REGIME_NAMES)
+            lines.append(f"  t → ∞ limit (cells): {shown}; settled runs {settled:.0%}")
         return "\n".join(lines)
 
     @property
@@ -89,25 +98,74 @@ class SweepResult:
         codes = regime(self.final["train_accuracy"], self.final["test_accuracy"], self.regime_tolerance)
         return np.asarray(codes, np.int32)
 
-    def regime_fractions(self) -> np.ndarray:
-        """Fraction of seeds in each regime, (*grid_shape, 3) in ``theory.REGIME_NAMES`` order."""
-        codes = self.regime
-        return np.stack([(codes == r).mean(axis=-1) for r in range(len(REGIME_NAMES))], axis=-1)
+    @property
+    def has_limit(self) -> bool:
+        """Whether the sweep computed its runs' t → ∞ limit (``sweep(..., limit=True)``)."""
+        return "limit_status" in self.final
 
-    def majority_regime(self) -> np.ndarray:
+    @property
+    def limit_regime(self) -> np.ndarray:
+        """Regime code of every run's t → ∞ limit, (*grid_shape, seeds), in ``LIMIT_REGIME_NAMES`` order: the
+        three regimes of the limit's hard-selection accuracies for settled runs, ``UNSETTLED_REGIME`` for runs
+        whose selection is not locally optimal (or whose SVM was not solved), ``INFEASIBLE_REGIME`` where no
+        max-margin p exists."""
+        from jaxbo.limit import INFEASIBLE, SETTLED
+
+        if not self.has_limit:
+            raise ValueError("this sweep computed no limit: rerun jaxbo.sweep(..., limit=True)")
+        status = self.final["limit_status"]
+        codes = regime(self.final["limit_train_accuracy"], self.final["limit_test_accuracy"], self.regime_tolerance)
+        codes = np.where(status == SETTLED, codes, np.where(status == INFEASIBLE, INFEASIBLE_REGIME, UNSETTLED_REGIME))
+        return np.asarray(codes, np.int32)
+
+    def settled_fraction(self) -> np.ndarray:
+        """Fraction of seeds whose limit is settled (certified), (*grid_shape,)."""
+        from jaxbo.limit import SETTLED
+
+        return np.mean(self.limit_status() == SETTLED, axis=-1)
+
+    def limit_status(self) -> np.ndarray:
+        """``limit.LIMIT_STATUS`` code of every run, (*grid_shape, seeds)."""
+        if not self.has_limit:
+            raise ValueError("this sweep computed no limit: rerun jaxbo.sweep(..., limit=True)")
+        return np.asarray(self.final["limit_status"], np.int32)
+
+    def limit_mean(self, name: str) -> np.ndarray:
+        """Mean over a cell's *settled* runs of ``final[name]`` (e.g. ``"limit_test_accuracy"``), (*grid_shape,
+        …); NaN where no run of the cell is settled: an unsettled run's hard-selection numbers are not a limit."""
+        from jaxbo.limit import SETTLED
+
+        values = self._metric(name).astype(np.float64)
+        settled = self.limit_status() == SETTLED
+        settled = settled.reshape(settled.shape + (1,) * (values.ndim - settled.ndim))
+        return _nan_reduce(np.nanmean, np.where(settled, values, np.nan), axis=len(self.dims) - 1)
+
+    def _codes(self, limit: bool) -> tuple[np.ndarray, tuple[str, ...]]:
+        return (self.limit_regime, LIMIT_REGIME_NAMES) if limit else (self.regime, REGIME_NAMES)
+
+    def regime_fractions(self, limit: bool = False) -> np.ndarray:
+        """Fraction of seeds in each regime, (*grid_shape, 3) in ``theory.REGIME_NAMES`` order; with ``limit``
+        of the runs' limit regimes, (*grid_shape, 5) in ``LIMIT_REGIME_NAMES`` order."""
+        codes, names = self._codes(limit)
+        return np.stack([(codes == r).mean(axis=-1) for r in range(len(names))], axis=-1)
+
+    def majority_regime(self, limit: bool = False) -> np.ndarray:
         """Most frequent regime over seeds per grid cell, (*grid_shape,); ties go to the lower code
-        (``tied`` says which cells have one)."""
-        return np.argmax(self.regime_fractions(), axis=-1).astype(np.int32)
+        (``tied`` says which cells have one). With ``limit``, of the limit regimes, unsettled and infeasible
+        runs counted as their own categories (so a cell of mostly unsettled runs is ``UNSETTLED_REGIME``)."""
+        return np.argmax(self.regime_fractions(limit), axis=-1).astype(np.int32)
 
-    def tied(self) -> np.ndarray:
+    def tied(self, limit: bool = False) -> np.ndarray:
         """Whether two regimes share the most seeds in a cell (e.g. 5 benign, 5 harmful), (*grid_shape,) bool."""
-        fractions = self.regime_fractions()
+        fractions = self.regime_fractions(limit)
         return np.sum(fractions == fractions.max(axis=-1, keepdims=True), axis=-1) > 1
 
-    def regime_counts(self) -> dict[str, int]:
-        """Cells per majority regime, with tied cells counted apart under ``"tied"``."""
-        majority, tied = self.majority_regime(), self.tied()
-        counts = {name: int(np.sum((majority == code) & ~tied)) for code, name in enumerate(REGIME_NAMES)}
+    def regime_counts(self, limit: bool = False) -> dict[str, int]:
+        """Cells per majority regime, with tied cells counted apart under ``"tied"`` (and, with ``limit``,
+        cells whose majority is unsettled or infeasible under those names)."""
+        _, names = self._codes(limit)
+        majority, tied = self.majority_regime(limit), self.tied(limit)
+        counts = {name: int(np.sum((majority == code) & ~tied)) for code, name in enumerate(names)}
         return {**counts, "tied": int(tied.sum())}
 
     def cell_table(self) -> str:
@@ -117,6 +175,11 @@ class SweepResult:
         train, test, noisy = (self.mean(name) for name in ("train_accuracy", "test_accuracy", "noisy_fit"))
         fractions, majority, tied = self.regime_fractions(), self.majority_regime(), self.tied()
         header = [*names, "train acc", "test acc", "noisy fit", "regimes over seeds", "majority"]
+        if self.has_limit:
+            header += ["limit test acc (settled)", "limit over seeds", "limit majority"]
+            limit_test = self.limit_mean("limit_test_accuracy")
+            limit_fractions, limit_majority = self.regime_fractions(True), self.majority_regime(True)
+            limit_tied = self.tied(True)
         rows = []
         for index in np.ndindex(*self.grid_shape):
             seeds = np.rint(fractions[index] * self.seeds).astype(int)
@@ -131,6 +194,13 @@ class SweepResult:
                     "tie" if tied[index] else REGIME_NAMES[majority[index]],
                 ]
             )
+            if self.has_limit:
+                counted = np.rint(limit_fractions[index] * self.seeds).astype(int)
+                rows[-1] += [
+                    "—" if np.isnan(limit_test[index]) else f"{limit_test[index]:.3f}",
+                    ", ".join(f"{LIMIT_REGIME_NAMES[code]} {count}" for code, count in enumerate(counted) if count),
+                    "tie" if limit_tied[index] else LIMIT_REGIME_NAMES[limit_majority[index]],
+                ]
         widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
         return "\n".join(
             "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()

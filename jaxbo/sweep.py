@@ -94,15 +94,16 @@ def chunk_program(
     optimizer: optax.GradientTransformation | None,
     sub_chunks: int = 1,
     pair_size: int = 1,
+    limit: bool = False,
 ):
     """The jitted program of one chunk: ``program(base_key, seed_index, coordinate_id, values, config)``.
 
     Every per-run argument has a leading (B,) axis, B a multiple of ``len(devices) * sub_chunks * pair_size``;
-    it returns (final ``Metrics``, history or None) with the same leading axis. Each device trains its
-    B / len(devices) runs in ``sub_chunks`` vmapped batches, one after another (``lax.map``): on a CPU a batch
-    then fits in the cache while one call still covers many runs. With ``pair_size`` M > 1 each M consecutive
-    runs are one key's runs at M values of ‖μ‖ (``plan.paired_order``), stepped together by
-    ``train.run_paired``.
+    it returns (final ``Metrics``, history or None, ``limit.Limit`` or None) with the same leading axis. Each
+    device trains its B / len(devices) runs in ``sub_chunks`` vmapped batches, one after another
+    (``lax.map``): on a CPU a batch then fits in the cache while one call still covers many runs. With
+    ``pair_size`` M > 1 each M consecutive runs are one key's runs at M values of ‖μ‖ (``plan.paired_order``),
+    stepped together by ``train.run_paired``.
     """
 
     def one(base_key, seed, identifier, swept, config):
@@ -114,14 +115,18 @@ def chunk_program(
             optimizer=optimizer,
             log_history=log_history,
             engine=engine,
+            limit=limit,
         )
-        return result.final, result.history
+        return result.final, result.history, result.limit
 
     def one_key(base_key, seed, identifier, swept, config):  # (M,) arguments: one key's runs
         key = jax.random.fold_in(jax.random.fold_in(base_key, seed[0]), identifier[0])
         shared = {name: values[0] for name, values in swept.items() if name != PAIRED_AXIS}
         config = with_traced(config, **shared)
-        return run_paired(key, config, swept[PAIRED_AXIS], width=width, engine=engine, log_history=log_history)
+        final, history = run_paired(
+            key, config, swept[PAIRED_AXIS], width=width, engine=engine, log_history=log_history
+        )
+        return final, history, None  # a limit makes runs step alone (sweep: the plan's unshared reasons)
 
     def paired(base_key, seed_index, coordinate_id, values, config):
         grouped = jax.tree.map(lambda a: a.reshape(-1, pair_size, *a.shape[1:]), (seed_index, coordinate_id, values))
@@ -241,9 +246,12 @@ def _load_finished(plan: Plan, store: CheckpointStore | None, collect) -> set[tu
 
 
 def _chunk_arrays(compiled, base_key, inputs, traced_config, rows: np.ndarray, histories: bool):
-    """The flat ``final/…`` and ``history/…`` arrays of one computed chunk, its padding dropped."""
-    final, history = jax.device_get(compiled(base_key, *inputs, traced_config))
+    """The flat ``final/…`` (a limit's as ``final/limit_…``) and ``history/…`` arrays of one computed chunk, its
+    padding dropped."""
+    final, history, limit = jax.device_get(compiled(base_key, *inputs, traced_config))
     arrays = {f"final/{k}": np.asarray(v)[: len(rows)] for k, v in vars(final).items()}
+    if limit is not None:
+        arrays.update({f"final/limit_{k}": np.asarray(v)[: len(rows)] for k, v in vars(limit).items()})
     if histories:
         arrays.update({f"history/{k}": np.asarray(v)[: len(rows)] for k, v in vars(history).items()})
     return arrays
@@ -260,6 +268,7 @@ def execute(
     store: CheckpointStore | None,
     progress: _Progress,
     after_chunk: Callable[[int], None] | None = None,
+    limit: bool = False,
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Run every chunk of ``plan`` not already in ``store``; returns flat (final, history) arrays (runs, …).
 
@@ -301,6 +310,7 @@ def execute(
                         optimizer=optimizer,
                         sub_chunks=group.sub_chunks,
                         pair_size=group.pair_size,
+                        limit=limit,
                     )
                     progress.compiling(len(plan.groups))
                     started = time.perf_counter()
@@ -325,7 +335,7 @@ def execute(
 # --- 3. assemble -----------------------------------------------------------------------------------------------
 
 
-def _metadata(plan: Plan, devices, *, key, optimizer, histories, store, elapsed, progress) -> dict:
+def _metadata(plan: Plan, devices, *, key, optimizer, histories, store, elapsed, progress, limit=False) -> dict:
     """The JSON-able facts of a sweep: what ran, where, with which versions and random-number settings."""
     return {
         "engine": plan.engine.name,
@@ -336,6 +346,7 @@ def _metadata(plan: Plan, devices, *, key, optimizer, histories, store, elapsed,
         "key": key if isinstance(key, int) else ("0" if key is None else "custom key"),
         "optimizer": "sgd(config.lr)" if optimizer is None else repr(optimizer),
         "histories": histories,
+        "limit": limit,
         "paired": plan.paired,
         "checkpoint": None if store is None else {"directory": store.directory, "chunks_loaded": store.loaded},
         "precision": "float32, HIGHEST-precision contractions",
@@ -377,6 +388,15 @@ def assemble(plan: Plan, config: Config, finals, histories_out, *, histories: bo
 # --- the public entry point --------------------------------------------------------------------------------------
 
 
+def _unshared(engine: Engine, config: Config, optimizer, limit: bool) -> list[str]:
+    """Why a paired sweep's runs of one key cannot step together: the engine's reasons, and a limit (the
+    shared step computes none)."""
+    reasons = list(engine.unshared(config, optimizer))
+    if limit:
+        reasons.append("limit=True (the shared step computes no limit: each run steps alone)")
+    return reasons
+
+
 def _check_paired(paired, axes) -> None:
     if not isinstance(paired, bool):
         raise TypeError(f"paired = {paired!r} must be True or False")
@@ -399,7 +419,7 @@ def _check_options(seeds, chunk_size, memory_budget, max_buckets, regime_toleran
         raise ValueError(f"regime_tolerance = {regime_tolerance!r} must be a number in [0, 1)")
 
 
-def _open_store(checkpoint, plan: Plan, config: Config, base_key, optimizer, histories: bool, devices, report):
+def _open_store(checkpoint, plan: Plan, config: Config, base_key, optimizer, histories: bool, devices, report, limit):
     """The checkpoint store of this sweep: its fingerprint names everything a chunk's numbers depend on;
     ``report`` (or None: warnings) receives its one-line notes."""
     return CheckpointStore(
@@ -417,12 +437,15 @@ def _open_store(checkpoint, plan: Plan, config: Config, base_key, optimizer, his
             "devices": len(devices),
             # Only when set, so checkpoints of independent sweeps written before pairing existed still match.
             **({"paired": True} if plan.paired else {}),
+            **({"limit": True} if limit else {}),
         },
         report=report,
     )
 
 
-def _execute_under_bar(plan, config, base_key, devices, checkpoint, *, histories, optimizer, progress, after_chunk):
+def _execute_under_bar(
+    plan, config, base_key, devices, checkpoint, *, histories, optimizer, progress, after_chunk, limit
+):
     """``execute`` under a progress bar, the checkpoint store opened beneath it so a resume's notes print as
     clean lines above the bar (warnings when it is off); returns (finals, histories, store, bar)."""
     bar = _Progress(plan, progress)
@@ -431,7 +454,7 @@ def _execute_under_bar(plan, config, base_key, devices, checkpoint, *, histories
         store = (
             None
             if checkpoint is None
-            else _open_store(checkpoint, plan, config, base_key, optimizer, histories, devices, report)
+            else _open_store(checkpoint, plan, config, base_key, optimizer, histories, devices, report, limit)
         )
         finals, histories_out = execute(
             plan,
@@ -443,6 +466,7 @@ def _execute_under_bar(plan, config, base_key, devices, checkpoint, *, histories
             store=store,
             progress=bar,
             after_chunk=after_chunk,
+            limit=limit,
         )
     finally:
         bar.close()
@@ -466,6 +490,7 @@ def sweep(
     devices: Sequence[jax.Device] | None = None,
     checkpoint: str | os.PathLike | None = None,
     paired: bool = False,
+    limit: bool = False,
     _after_chunk: Callable[[int], None] | None = None,
 ) -> SweepResult:
     """Train every grid point × seed and collect final metrics (and histories) in a ``SweepResult``.
@@ -504,6 +529,11 @@ def sweep(
         settings pair by keys alone (``metadata["plan"]["unshared"]`` says why). Default False: every run draws
         its own (``run_key(..., paired=True)`` gives a paired run's key). Recorded in ``metadata["paired"]``;
         ``merge`` refuses to mix the two.
+      limit: also compute every run's t → ∞ limit (``jaxbo.limit``: the attention SVM of the tokens each
+        training sample attends most at the horizon, certified), stored as ``final["limit_<field>"]``;
+        ``majority_regime(limit=True)`` and ``analysis.boundaries(result, limit=True)`` read it. Refused
+        before compiling where it is not covered (trained W, a trained head, several heads, a random start,
+        the encoder, a custom optimizer). A paired sweep then steps its runs alone.
 
     Returns:
       ``SweepResult`` with arrays (*grid_shape, seeds, …) and the plan in ``metadata["plan"]``.
@@ -512,7 +542,7 @@ def sweep(
     # First, while JAX may not have started: the default devices may ask for one CPU device per core.
     devices = devices_lib.sweep_devices(announce=progress) if devices is None else list(devices)
     config = Config() if config is None else config
-    engine = checked_engine(config, optimizer, engine)
+    engine = checked_engine(config, optimizer, engine, limit=limit)
     axes = validate_grid(grid, config)
     _check_paired(paired, axes)
     _check_options(seeds, chunk_size, memory_budget, max_buckets, regime_tolerance)
@@ -531,11 +561,11 @@ def sweep(
         memory_budget=memory_budget,
         max_buckets=max_buckets,
         paired=paired,
-        unshared=engine.unshared(config, optimizer) if paired else (),
+        unshared=_unshared(engine, config, optimizer, limit) if paired else (),
     )
     finals, histories_out, store, bar = _execute_under_bar(
         plan, config, base_key, devices, checkpoint, histories=histories, optimizer=optimizer, progress=progress,
-        after_chunk=_after_chunk,
+        after_chunk=_after_chunk, limit=limit,
     )  # fmt: skip
     metadata = _metadata(
         plan,
@@ -546,6 +576,7 @@ def sweep(
         store=store,
         elapsed=time.perf_counter() - started,
         progress=bar,
+        limit=limit,
     )
     return assemble(
         plan,

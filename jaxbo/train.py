@@ -17,6 +17,7 @@ import optax
 from jaxbo import data as data_lib
 from jaxbo import encoder as encoder_lib
 from jaxbo import engines
+from jaxbo import limit as limit_lib
 from jaxbo.config import SWEEPABLE, Config, with_traced
 from jaxbo.engines import Engine, RunKeys, Trainer
 from jaxbo.heads import HeadParams
@@ -55,6 +56,8 @@ class Run:
         representation), ``"kernel"`` (W and p in kernel form, ``jaxbo.kernel``), or another registered one.
       data: (training set, test set) in the engine's coordinates when asked for (``simulate(...,
         keep_data=True)``, e.g. for ``plot.selected_tokens``), else None.
+      limit: the run's t → ∞ limit (``jaxbo.limit.Limit``: max-margin token selection, certified) when asked
+        for (``simulate(..., limit=True)``), else None.
     """
 
     params: Params
@@ -63,6 +66,7 @@ class Run:
     log_steps: jax.Array
     engine: str = "primal"
     data: tuple[data_lib.Dataset, data_lib.Dataset] | None = None
+    limit: limit_lib.Limit | None = None
 
     @property
     def coordinates(self) -> str:
@@ -100,7 +104,7 @@ class Run:
 
 
 jax.tree_util.register_dataclass(
-    Run, data_fields=["params", "history", "final", "log_steps", "data"], meta_fields=["engine"]
+    Run, data_fields=["params", "history", "final", "log_steps", "data", "limit"], meta_fields=["engine"]
 )
 
 
@@ -152,15 +156,17 @@ def run(
     optimizer: optax.GradientTransformation | None = None,
     log_history: bool = True,
     keep_data: bool = False,
+    limit: bool = False,
 ) -> Run:
     """Sample data, start ``engine``'s trainer and descend: one run, pure and jit-able (``width``, ``engine``,
-    ``optimizer``, ``log_history`` and ``keep_data`` static).
+    ``optimizer``, ``log_history``, ``keep_data`` and ``limit`` static).
 
     ``width`` is the run's array width (``engine.width(config)``, or a wider bucket where the engine pads).
     Without ``log_history`` an engine may sample no test set: its final test metrics then come from its own
     exact draw (the attention model's 4-coordinate ``data.sample_test_projected``: another test sample than
     with ``log_history``, from the same distribution), which is what makes sweeps cheap. ``keep_data`` returns
-    the training and test sets in ``Run.data`` (needs ``log_history``).
+    the training and test sets in ``Run.data`` (needs ``log_history``). ``limit`` adds the run's t → ∞ limit
+    (``Run.limit``), computed once from the final values (``Trainer.limit``).
     """
     keys = RunKeys(*data_lib.run_keys(key))
     train_set, test_set = engine.sample(keys, config, width, log_history)
@@ -169,10 +175,19 @@ def run(
     log_steps = jnp.arange(1, config.n_logs + 1, dtype=jnp.int32) * config.log_every
     data = (train_set, test_set) if keep_data and log_history else None
     params = trainer.params_of(values)
-    return Run(params=params, history=history, final=final, log_steps=log_steps, engine=engine.name, data=data)
+    limit_metrics = trainer.limit(values) if limit else None
+    return Run(
+        params=params,
+        history=history,
+        final=final,
+        log_steps=log_steps,
+        engine=engine.name,
+        data=data,
+        limit=limit_metrics,
+    )
 
 
-_run_jit = jax.jit(run, static_argnames=("width", "optimizer", "log_history", "engine", "keep_data"))
+_run_jit = jax.jit(run, static_argnames=("width", "optimizer", "log_history", "engine", "keep_data", "limit"))
 
 
 def as_key(key) -> jax.Array:
@@ -189,7 +204,11 @@ def as_key(key) -> jax.Array:
 
 
 def checked_engine(
-    config: Config, optimizer: optax.GradientTransformation | None, engine: str | Engine, log_history: bool = False
+    config: Config,
+    optimizer: optax.GradientTransformation | None,
+    engine: str | Engine,
+    log_history: bool = False,
+    limit: bool = False,
 ) -> Engine:
     """Validate the arguments every entry point shares, before any tracing, and resolve ``engine``
     (``jaxbo.engines.resolve``).
@@ -203,7 +222,11 @@ def checked_engine(
     config.validate()
     if optimizer is not None and not isinstance(optimizer, optax.GradientTransformation):
         raise TypeError(f"optimizer must be an optax.GradientTransformation, got {type(optimizer).__name__}")
+    if not isinstance(limit, bool):
+        raise TypeError(f"limit = {limit!r} must be True or False")
     engine = engines.resolve(config, optimizer, engine)
+    if limit:
+        limit_lib.check_covered(config, optimizer, engine)
     check_fits(config, engine, engine.width(config), log_history=log_history)
     return engine
 
@@ -225,16 +248,18 @@ def make_run(
     *,
     log_history: bool = True,
     engine: str | Engine = "auto",
+    limit: bool = False,
 ):
     """``run(key) -> Run`` for a validated ``config``: pure, so ``jax.jit(jax.vmap(run))(keys)`` trains many
-    seeds at once (``keys = jax.random.split(jax.random.key(0), seeds)``). ``engine`` as in ``simulate``.
+    seeds at once (``keys = jax.random.split(jax.random.key(0), seeds)``). ``engine`` and ``limit`` as in
+    ``simulate``.
     """
-    engine = checked_engine(config, optimizer, engine, log_history)
+    engine = checked_engine(config, optimizer, engine, log_history, limit)
     traced = jit_config(config, engine)
     width = engine.width(config)
 
     def run_one(key: jax.Array) -> Run:
-        return run(key, traced, width=width, optimizer=optimizer, log_history=log_history, engine=engine)
+        return run(key, traced, width=width, optimizer=optimizer, log_history=log_history, engine=engine, limit=limit)
 
     return run_one
 
@@ -246,6 +271,7 @@ def simulate(
     *,
     engine: str | Engine = "auto",
     keep_data: bool = False,
+    limit: bool = False,
 ) -> Run:
     """Train the paper's model once: sample data, run gradient descent from p = 0, record metrics.
 
@@ -263,6 +289,10 @@ def simulate(
         iterates as primal, O((nT)²) per step; ``jaxbo.kernel``), ``"auto"`` (the cheapest exact one, see
         ``jaxbo.engines.resolve``) or an ``Engine`` object. ``Run.engine`` records the choice.
       keep_data: also return the training and test sets (``Run.data``), e.g. for ``plot.selected_tokens``.
+      limit: also compute the run's t → ∞ limit (``Run.limit``, ``jaxbo.limit``): the attention SVM of the
+        tokens each training sample attends most at the horizon, its certificate (settled or not) and the
+        hard-selection metrics it gives. For the one-head model with ν and W fixed and no optimizer passed;
+        anything else is refused before compiling, naming the field.
 
     Returns:
       A ``Run`` with final parameters, metric histories (n_logs rows) and final metrics. With the reduced
@@ -270,10 +300,16 @@ def simulate(
       ‖p‖ preserved); ``jaxbo.reduced.lift`` maps them to R^d.
     """
     config = Config() if config is None else config
-    engine = checked_engine(config, optimizer, engine, log_history=True)
+    engine = checked_engine(config, optimizer, engine, log_history=True, limit=limit)
     width = engine.width(config)
     return _run_jit(
-        as_key(key), jit_config(config, engine), width=width, optimizer=optimizer, engine=engine, keep_data=keep_data
+        as_key(key),
+        jit_config(config, engine),
+        width=width,
+        optimizer=optimizer,
+        engine=engine,
+        keep_data=keep_data,
+        limit=limit,
     )
 
 

@@ -19,6 +19,7 @@ ORDER = [
     "loss",
     "kernel",
     "metrics",
+    "limit",
     "heads",
     "theory",
     "encoder",

@@ -12,13 +12,18 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxbo import limit as limit_lib
 from jaxbo.config import Config
-from jaxbo.data import Dataset, sample_test_projected
+from jaxbo.data import Dataset, projected_basis, sample_test_projected
 from jaxbo.metrics import Metrics, attention_test_metrics, attention_train_metrics
-from jaxbo.model import Params, effective_query, token_scores
+from jaxbo.model import PRECISION, Params, effective_query, token_scores
+
+#: The stream (in a run's test key) of the one coordinate its projected test draw gains along the limit's query.
+LIMIT_TEST_STREAM = 0x7FFFFFFB
 
 #: Copies of a run's d-wide token arrays alive at its peak (samples, their noise and its draw's temporaries,
 #: the logits' operands): XLA's own figure (``compiled.memory_analysis()``) came to 4.0–4.2 copies for the
@@ -51,6 +56,8 @@ class Trainer(NamedTuple):
         Σ_τ 𝔖⁽ⁱ⁾(τ) so far; its test part uses the test set the engine sampled, or the engine's own exact
         test draw where it sampled none (final metrics of a sweep).
       params_of: ``values -> `` the parameters a user gets in ``Run.params``.
+      limit: ``values -> limit.Limit``, the run's t → ∞ limit (``jaxbo.limit``) from the final values, or None
+        where the engine does not compute one (``Engine.limit`` says so before anything is traced).
     """
 
     values: Any
@@ -58,6 +65,7 @@ class Trainer(NamedTuple):
     step: Callable
     evaluate: Callable
     params_of: Callable
+    limit: Callable | None = None
 
 
 class SharedStep(NamedTuple):
@@ -106,6 +114,8 @@ class Engine:
       title: ``config -> str``, the model in words for figure titles (``plot.model_name``); None: its name.
       shared_step: how it steps a paired sweep's runs of one key together (``SharedStep``); None: it pairs
         runs only by sharing their keys.
+      limit: whether its trainers compute the t → ∞ limit (``Trainer.limit``) for the settings that
+        ``jaxbo.limit.not_covered`` accepts; opt-in, False unless an engine declares it.
     """
 
     name: str
@@ -123,6 +133,7 @@ class Engine:
     max_width: int | None = None
     title: Callable[[Config], str] | None = None
     shared_step: SharedStep | None = None
+    limit: bool = False
 
     def __post_init__(self):
         if self.padding not in ("free", "zeros", "none"):
@@ -186,3 +197,60 @@ def attention_evaluate(
         return Metrics(**training, **testing)
 
     return evaluate
+
+
+def attention_limit(
+    config: Config,
+    keys: RunKeys,
+    train_set: Dataset,
+    test_set: Dataset | None,
+    head_params: Params,
+    view: Callable,
+) -> Callable:
+    """``Trainer.limit`` of the attention model with a fixed W (``head_params.W``, None for W = I) and a fixed
+    head, for any engine of it: ``values -> limit.Limit`` (``jaxbo.limit.limit_of``).
+
+    The limit's test metrics use the run's own test draw: ``test_set`` where the engine sampled one, else the
+    engine's exact projected draw (``data.sample_test_projected`` at the horizon's query, the same numbers its
+    finite-horizon test metrics see) with one more coordinate along the part of q_mm outside that draw's span:
+    its noise there is an independent N(0, σ²), so the pair (horizon, limit) is exact in law and shares the
+    test samples.
+    """
+    W = head_params.W
+    tokens = train_set.tokens
+    rows = tokens if W is None else jnp.einsum("ntd,ed->nte", tokens, W, precision=PRECISION)  # W x_{i,t}
+
+    def to_query(p):
+        return jnp.matmul(p, W, precision=PRECISION)  # Wᵀp
+
+    train_gamma = token_scores(head_params, tokens)
+
+    def limit(values) -> limit_lib.Limit:
+        params, query = view(values)
+        query = effective_query(params) if query is None else query
+        if test_set is not None:
+            gamma = token_scores(head_params, test_set.tokens)
+
+            def logits_of(q_mm):
+                return jnp.einsum("ntd,d->nt", test_set.tokens, q_mm, precision=PRECISION)
+
+            labels = test_set.labels
+        else:
+            projected, _, head = sample_test_projected(keys.test, config, query, head_params.nu)
+            basis = projected_basis(query, head_params.nu)
+            along_key = jax.random.fold_in(keys.test, LIMIT_TEST_STREAM)
+            along = jax.random.normal(along_key, (*projected.labels.shape, config.T))
+            gamma = jnp.einsum("ntk,k->nt", projected.tokens, head, precision=PRECISION)
+
+            def logits_of(q_mm):
+                inside = jnp.matmul(q_mm, basis, precision=PRECISION)  # Bᵀq_mm, (4,)
+                outside = jnp.linalg.norm(q_mm - jnp.matmul(basis, inside, precision=PRECISION))
+                drawn = jnp.einsum("ntk,k->nt", projected.tokens, inside, precision=PRECISION)
+                return drawn + config.sigma * outside * along
+
+            labels = projected.labels
+        return limit_lib.limit_of(
+            rows, params.p, query, train_set, train_gamma, logits_of, gamma, labels, None if W is None else to_query
+        )
+
+    return limit

@@ -13,7 +13,7 @@ import numpy as np
 from jaxbo import kernel as kernel_form
 from jaxbo.config import Config
 from jaxbo.engines import primal
-from jaxbo.engines.base import Engine, RunKeys, Trainer, attention_evaluate, attention_title
+from jaxbo.engines.base import Engine, RunKeys, Trainer, attention_evaluate, attention_limit, attention_title
 from jaxbo.loss import token_weights
 from jaxbo.memory import MAX_PRIMAL_WIDTH
 from jaxbo.model import PRECISION, Params, init_params, token_scores
@@ -73,6 +73,8 @@ def kernel_trainer(config: Config, keys: RunKeys, params: Params, train_set, tes
         step=step,
         evaluate=attention_evaluate(config, keys, train_set, test_set, params, view),
         params_of=params_of,
+        # Only reached with W fixed (``limit.not_covered`` refuses trained W), where W = W₀ = params.W.
+        limit=attention_limit(config, keys, train_set, test_set, params, view),
     )
 
 
@@ -107,4 +109,5 @@ ENGINE = Engine(
     size_words=size_words,
     max_width=MAX_PRIMAL_WIDTH,
     title=attention_title,
+    limit=True,
 )

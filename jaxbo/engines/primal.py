@@ -25,6 +25,7 @@ from jaxbo.engines.base import (
     RunKeys,
     Trainer,
     attention_evaluate,
+    attention_limit,
     attention_title,
 )
 from jaxbo.loss import autodiff_grad, grad_from_attention, trainable, with_trainable
@@ -68,12 +69,17 @@ def descent_trainer(
         return with_trainable(params, values)
 
     values = trainable(params, train_weights)
+
+    def view(values):
+        return params_of(values), None
+
     return Trainer(
         values=values,
         opt_state=optimizer.init(values),
         step=step,
-        evaluate=attention_evaluate(config, keys, train_set, test_set, params, lambda v: (params_of(v), None)),
+        evaluate=attention_evaluate(config, keys, train_set, test_set, params, view),
         params_of=params_of,
+        limit=attention_limit(config, keys, train_set, test_set, params, view),
     )
 
 
@@ -187,4 +193,5 @@ ENGINE = Engine(
     size_words=size_words,
     max_width=MAX_PRIMAL_WIDTH,
     title=attention_title,
+    limit=True,
 )

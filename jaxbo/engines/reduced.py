@@ -28,6 +28,7 @@ from jaxbo.engines.base import (
     SharedStep,
     Trainer,
     attention_evaluate,
+    attention_limit,
     attention_title,
 )
 from jaxbo.loss import token_weights, with_trainable
@@ -148,12 +149,16 @@ def kernel_trainer(config: Config, keys: RunKeys, params: Params, train_set, tes
     def params_of(alpha) -> Params:
         return with_trainable(params, {"p": params.p + jnp.matmul(flat.T, alpha["p"], precision=PRECISION)})
 
+    def view(alpha):
+        return params_of(alpha), None
+
     return Trainer(
         values={"p": jnp.zeros(n * T, jnp.float32)},
         opt_state=(),
         step=step,
-        evaluate=attention_evaluate(config, keys, train_set, test_set, params, lambda a: (params_of(a), None)),
+        evaluate=attention_evaluate(config, keys, train_set, test_set, params, view),
         params_of=params_of,
+        limit=attention_limit(config, keys, train_set, test_set, params, view),
     )
 
 
@@ -210,6 +215,7 @@ ENGINE = Engine(
     step_bytes=step_bytes,
     size_words=size_words,
     title=attention_title,
+    limit=True,
     shared_step=SharedStep(
         start=functools.partial(reduced_paired.start, sample=sample),
         not_shared=reduced_paired.not_shared,
