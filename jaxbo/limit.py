@@ -59,6 +59,9 @@ MAX_ITERATIONS = 20_000
 CHECK_EVERY = 8
 #: λᵀQλ / 1ᵀλ below which a dual that did not converge is unbounded (the SVM infeasible); 1 at the optimum.
 INFEASIBLE_RATIO = 1e-2
+#: 1ᵀλ · max Q_kk beyond which the dual is unbounded: at the optimum it is (c/δ)², c the longest constraint
+#: vector and δ the margin, so this is a margin below 10⁻⁶ of the data's scale, past float32's resolution.
+UNBOUNDED = 1e12
 
 
 class DualSolution(NamedTuple):
@@ -121,8 +124,12 @@ def solve_dual(gram: jax.Array, *, tolerance: float = TOLERANCE, max_iterations:
         inner, _ = jax.lax.scan(fista, state[:4], length=CHECK_EVERY)
         return (*inner, residual_of(inner[0])[0])
 
+    def size(mu):
+        return jnp.sum(mu * scale) * jnp.max(diagonal)
+
     def going(state):
-        return (state[4] > tolerance) & (state[3] < max_iterations)
+        # Stop on convergence, on the cap, or once λ grows past any feasible problem's (before it overflows).
+        return (state[4] > tolerance) & (state[3] < max_iterations) & (size(state[0]) <= UNBOUNDED)
 
     start = jnp.zeros_like(scale)
     mu, _, _, count, loop_residual = jax.lax.while_loop(
@@ -132,7 +139,7 @@ def solve_dual(gram: jax.Array, *, tolerance: float = TOLERANCE, max_iterations:
     multipliers = mu * scale
     total = jnp.sum(multipliers)
     converged = loop_residual <= tolerance
-    unbounded = jnp.vdot(multipliers, margins) < INFEASIBLE_RATIO * total
+    unbounded = (size(mu) > UNBOUNDED) | (jnp.vdot(multipliers, margins) < INFEASIBLE_RATIO * total)
     return DualSolution(multipliers, margins, residual, count, converged, ~converged & unbounded)
 
 
