@@ -247,9 +247,8 @@ def colour_panel(figure, axis, edges, data: np.ndarray, name: str, result: Sweep
         return
     low, high = colour_range
     cmap = "magma" if name.endswith("loss") else "viridis"
-    seeds = _seeds_text(result.seeds)
-    if name.startswith("limit_"):  # limit_mean: an unsettled run's numbers are no limit
-        seeds = seeds.replace("mean of", "mean of the settled of")
+    # limit_mean: an unsettled run's numbers are no limit, so a limit panel averages the settled runs alone.
+    seeds = "settled runs' mean" if name.startswith("limit_") else _seeds_text(result.seeds)
     label = f"{METRIC_TITLES.get(name, name)} ({seeds})"
     if name in THRESHOLDED:
         from matplotlib.colors import TwoSlopeNorm

@@ -4,9 +4,13 @@
    fitted exponents against the theory's ¼ and ½, the constants c_h and c_no, and the n-dependence of the
    not-overfitting boundary (docs/theory_boundaries_*.png, section "theory_boundaries" of docs/theory.md);
 2. existence: the measured phase diagram with the region where the existence construction's sufficient
-   conditions hold, and time-to-fit vs time-to-generalise (docs/theory_vs_simulation.png).
+   conditions hold, and time-to-fit vs time-to-generalise (docs/theory_vs_simulation.png);
+3. limit: the same wide grid with every run's t → ∞ limit (jaxbo.limit), read at each horizon: the settled
+   fraction, the limit's boundaries and exponents beside the horizon's, and how far each run's finite-horizon
+   test accuracy is from its limit (section "theory_limit", docs/theory_limit_*.png).
 
-    python scripts/theory_vs_simulation.py [--out docs] [--part boundaries|existence|all] [--horizons 1000,10000,100000]
+    python scripts/theory_vs_simulation.py [--out docs] [--part boundaries|limit|existence|all]
+        [--horizons 1000,10000,100000] [--limit-seeds 16]
 """
 
 from __future__ import annotations
@@ -154,6 +158,82 @@ Pooled slope of log ‖μ‖ on log n at fixed d: **{exponent["slope"]:.2f}** {_
 Figures: {", ".join(f"`docs/theory_boundaries_{steps}.png`" for steps in horizons)}."""
     print(text)
     write_section(os.path.join(out, "theory.md"), "theory_boundaries", text)
+
+
+LIMIT_HEADER = (
+    "| α̂ read at | settled runs | harmful slope b [95 %] (theory ¼) | c_h | d with a boundary | not-overfitting "
+    "slope b [95 %] (theory ½) | c_no | d with a boundary | cells benign / harmful / not / unsettled / infeasible "
+    "/ tied | test accuracy, horizon − limit (settled runs: mean; 5th, 95th percentile) | time |"
+)
+
+
+def _fit_cells(fit: dict) -> str:
+    """The slope, constant and count cells of one boundary fit (or why there is none)."""
+    if fit["reason"]:
+        return f"no fit: {fit['reason']} | — | {fit['points']}"
+    return f"{fit['slope']:.2f} {_interval(fit['slope_ci'])} | {fit['constant']:.2f} | {fit['points']}"
+
+
+def limit_part(out: str, horizons: list[int], seeds: int = 16) -> None:
+    """The wide-range check with the t → ∞ limit: at each horizon, the horizon's boundaries and the limit's
+    (α̂ read at that horizon), the settled fraction, and the horizon's test accuracy against its limit's."""
+    grid = {"d": WIDE_D, "signal_norm": WIDE_SIGNAL}
+    rows, timings = [], []
+    for steps in horizons:
+        config = jaxbo.Config(n_test=500, steps=steps, log_every=steps)
+        started = time.perf_counter()
+        result = jaxbo.sweep(grid, seeds=seeds, config=config, progress=True, limit=True)
+        seconds = time.perf_counter() - started
+        timings.append((steps, seconds, result.metadata["compile_s"]))
+        settled = result.limit_status() == jaxbo.limit.SETTLED
+        gap = (result.final["test_accuracy"] - result.final["limit_test_accuracy"])[settled]
+        for of_limit in (False, True):
+            fits = analysis.fit_boundaries(analysis.boundaries(result, limit=of_limit))
+            counts = result.regime_counts(limit=of_limit)
+            names = ("benign", "harmful", "not overfitting") + (("unsettled", "infeasible") if of_limit else ())
+            shown = " / ".join(str(counts[name]) for name in (*names, "tied"))
+            label = f"t → ∞ ({steps:,})" if of_limit else f"{steps:,} steps"
+            spread = f"{gap.mean():+.3f} ({np.percentile(gap, 5):+.3f}, {np.percentile(gap, 95):+.3f})"
+            rows.append(
+                f"| {label} | {settled.mean():.0%} | {_fit_cells(fits['harmful'])} | "
+                f"{_fit_cells(fits['not_overfitting'])} | {shown} | {spread if of_limit else '—'} | "
+                f"{seconds:.0f} s |"
+            )
+            print(rows[-1], flush=True)
+        figure = jaxbo.plot.phase_diagram(
+            result,
+            metrics=("test_accuracy", "regime", "limit_test_accuracy", "limit_regime"),
+            theory=True,
+            title=f"d = 10²…10⁶, ‖μ‖ = 1…3000 (geometric), {seeds} seeds: {steps:,} steps and their t → ∞ limit",
+        )
+        figure.savefig(os.path.join(out, f"theory_limit_{steps}.png"), dpi=70)
+    write_bench_section(
+        "theory_limit",
+        f"""## The wide-range check with the limit (`scripts/theory_vs_simulation.py --part limit`)
+
+Machine: {machine()}. One sweep per horizon over d = 10²…10⁶ (13 values) × ‖μ‖ = 1…3000 (28 values) × {seeds}
+seeds = {len(WIDE_D) * len(WIDE_SIGNAL) * seeds:,} runs with `limit=True`, reduced engine, final metrics only, wall
+time including compilation (cold, in one process):
+
+| steps | wall | compile |
+|---|---|---|
+"""
+        + "\n".join(f"| {steps:,} | {seconds:.0f} s | {compile_s:.1f} s |" for steps, seconds, compile_s in timings),
+    )
+    text = f"""Measured by `scripts/theory_vs_simulation.py --part limit` ({seeds} seeds per cell, reduced engine,
+the grid of the table above, `sweep(..., limit=True)`). For each horizon two rows: the horizon's own regimes,
+and the t → ∞ limit with α̂ read at that horizon. The limit's boundaries use every seed, so unsettled and
+infeasible runs count for no regime; "settled runs" is the share of all runs whose α̂ is certified locally
+optimal. The last column compares, run by run on the same test samples, the horizon's test accuracy with its
+limit's (settled runs only):
+
+{LIMIT_HEADER}
+|---|---|---|---|---|---|---|---|---|---|---|
+{chr(10).join(rows)}
+
+Figures: {", ".join(f"`docs/theory_limit_{steps}.png`" for steps in horizons)}."""
+    print(text)
+    write_section(os.path.join(out, "theory.md"), "theory_limit", text)
 
 
 GAP_SETTINGS = [(2000, 20.0), (20000, 20.0), (5000, 5.0), (100_000, 7.0), (500, 100.0), (250, 200.0)]
@@ -309,12 +389,16 @@ def tokens_part(out: str, steps: int = 10_000) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "docs"))
-    parser.add_argument("--part", choices=("boundaries", "gaps", "delay", "tokens", "existence", "all"), default="all")
+    parts = ("boundaries", "limit", "gaps", "delay", "tokens", "existence", "all")
+    parser.add_argument("--part", choices=parts, default="all")
     parser.add_argument("--horizons", default="1000,10000,100000", help="training steps, comma-separated")
+    parser.add_argument("--limit-seeds", type=int, default=16, help="seeds per cell of the limit part")
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
     if args.part in ("boundaries", "all"):
         boundaries_part(args.out, [int(value) for value in args.horizons.split(",")])
+    if args.part in ("limit", "all"):
+        limit_part(args.out, [int(value) for value in args.horizons.split(",")], args.limit_seeds)
     if args.part in ("gaps", "all"):
         gaps_part(args.out)
     if args.part in ("delay", "all"):

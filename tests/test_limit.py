@@ -269,17 +269,34 @@ def test_the_command_line_computes_and_draws_the_limit(tmp_path, capsys):
     assert any(title.startswith("t → ∞ limit: test accuracy") for title in titles)
 
 
+def hard_selection_accuracy(runs) -> np.ndarray:
+    """Test accuracy of each run under hard selection by its own p (the token with the largest x·p), (runs,)."""
+    test = runs.data[1]
+    chosen = jnp.argmax(jnp.einsum("sntd,sd->snt", test.tokens, runs.params.p), axis=-1)
+    scores = jnp.einsum("sntd,sd->snt", test.tokens, runs.params.nu)
+    picked = jnp.take_along_axis(scores, chosen[..., None], axis=-1)[..., 0]
+    return np.asarray(jnp.mean(test.labels * picked > 0, axis=-1))
+
+
 @pytest.mark.slow
 def test_the_limit_is_where_gradient_descent_goes():
     """Settled runs: corr(p, p_mm) rises with the horizon, α̂ and the limit's metrics do not depend on the
-    horizon it was read at, and a 10⁶-step run's own accuracies reach the limit's. Unsettled runs: their
-    selection changes later."""
+    horizon it was read at, and a 10⁶-step run's hard-selection accuracies are the limit's (read at 10³). Its
+    soft attention's test accuracy is not: at a harmful cell it stays far above (docs/theory.md measures it)."""
     config = jaxbo.Config(signal_norm=5.0, d=4500, n_test=500)
     keys = jax.random.split(jax.random.key(21), 8)
 
     def at(steps):
-        run = jaxbo.make_run(config.replace(steps=steps, log_every=steps), log_history=True, limit=True)
-        return jax.jit(jax.vmap(run))(keys)
+        c = config.replace(steps=steps, log_every=steps)
+        engine = jaxbo.train.checked_engine(c, None, "auto", log_history=True, limit=True)
+        traced = jaxbo.train.jit_config(c, engine)
+
+        def one(key):
+            return jaxbo.train.run(
+                key, traced, width=engine.width(c), engine=engine, log_history=True, keep_data=True, limit=True
+            )
+
+        return jax.jit(jax.vmap(one))(keys)
 
     early, late = at(1_000), at(100_000)
     settled = (np.asarray(early.limit.status) == limit.SETTLED) & (np.asarray(late.limit.status) == limit.SETTLED)
@@ -292,12 +309,17 @@ def test_the_limit_is_where_gradient_descent_goes():
         )
     longest = at(1_000_000)
     both = settled & (np.asarray(longest.limit.status) == limit.SETTLED)
-    assert np.all(np.asarray(longest.limit.correlation)[both] > 0.99)
-    gap = np.abs(np.asarray(longest.final.test_accuracy) - np.asarray(early.limit.test_accuracy))[both]
-    assert gap.max() < 0.05, gap
-    np.testing.assert_array_equal(
-        np.asarray(longest.final.train_accuracy)[both], np.asarray(early.limit.train_accuracy)[both]
-    )
+    assert both.sum() >= 4 and np.all(np.asarray(longest.limit.correlation)[both] > 0.99)
+    hard = hard_selection_accuracy(longest)[both]
+    assert np.max(np.abs(hard - np.asarray(early.limit.test_accuracy)[both])) <= 0.03  # 15 of 500 test samples
+    soft = np.asarray(longest.final.test_accuracy)[both]
+    assert np.all(soft > hard + 0.1)  # the soft model at 10⁶ steps is not yet at its limit
+    train_set = longest.data[0]
+    chosen = np.asarray(longest.limit.selection)
+    scores = np.einsum("sntd,sd->snt", np.asarray(train_set.tokens), np.asarray(longest.params.nu))
+    picked = np.take_along_axis(scores, chosen[..., None], axis=-1)[..., 0]
+    hard_train = np.mean(np.asarray(train_set.labels) * picked > 0, axis=-1)
+    np.testing.assert_array_equal(hard_train[both], np.asarray(early.limit.train_accuracy)[both])
 
 
 @pytest.mark.slow
