@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 
 import numpy as np
 
@@ -324,10 +325,12 @@ def main(argv: list[str] | None = None, *, prog: str | None = None, sweep_defaul
         command = parser.commands[args.command]
     try:
         config = Config().replace(**dict(args.set))
-        if args.command == "run":
-            return _run(args, config)
-        grid = _sweep_grid(args, config)
-        return _sweep(args, config, grid)
+        with warnings.catch_warnings():  # restored on exit: the process's own warning display is untouched
+            warnings.showwarning = _one_line_warning(command.prog)
+            if args.command == "run":
+                return _run(args, config)
+            grid = _sweep_grid(args, config)
+            return _sweep(args, config, grid)
     except argparse.ArgumentTypeError as error:
         command.error(str(error))
     except (TypeError, ValueError) as error:
@@ -338,6 +341,16 @@ def main(argv: list[str] | None = None, *, prog: str | None = None, sweep_defaul
         # A sweep's interrupt says what was saved; anything else was interrupted before a sweep ran.
         print(str(interrupt) or f"{command.prog}: interrupted; nothing was written", file=sys.stderr)
         return 130
+
+
+def _one_line_warning(prog: str):
+    """``warnings.showwarning`` for a command: ``prog: warning: message`` on one line, no Python source line
+    (a resume's note about a corrupted chunk, say, when the progress bar is off)."""
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"{prog}: warning: {message}", file=sys.stderr if file is None else file)
+
+    return show
 
 
 def _say_replaced(paths: list[str], quiet: bool) -> None:

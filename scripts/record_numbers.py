@@ -36,6 +36,13 @@ ENCODER = SMALL.replace(model="encoder", mlp_width=16, d=12, n_train=6, T=4, n_t
 #: The paper's n = 20, T = 8 and n_test = 1000, fewer steps: the reduction lengths of real runs.
 PAPER = jaxbo.Config(d=300, steps=200, log_every=50)
 
+#: name → (config, engine) of one ``simulate(..., limit=True)`` call: the t → ∞ limit of each engine that has one.
+LIMITS = {
+    "limit_reduced": (SMALL, "reduced"),
+    "limit_primal": (SMALL, "primal"),
+    "limit_kernel_fixed": (SMALL.replace(attention="fixed"), "kernel"),
+    "limit_paper_reduced": (PAPER.replace(d=4500, signal_norm=5.0), "reduced"),
+}
 #: name → (config, engine, optimizer) of one ``simulate`` call with histories.
 RUNS = {
     "primal_identity": (SMALL, "primal", None),
@@ -86,6 +93,14 @@ def numbers() -> dict[str, np.ndarray]:
             arrays[f"sweep/{name}/final/{metric}"] = value
         for metric, value in result.history.items():
             arrays[f"sweep/{name}/history/{metric}"] = value
+    for name, (config, engine) in LIMITS.items():
+        run = jaxbo.simulate(7, config, engine=engine, limit=True)
+        for field, value in vars(run.limit).items():
+            arrays[f"run/{name}/limit/{field}"] = np.asarray(value)
+    limited = jaxbo.sweep({"d": [250, 4500], "signal_norm": [5.0, 20.0]}, seeds=2, config=PAPER, key=3, limit=True,
+                          progress=False)  # fmt: skip
+    for metric, value in limited.final.items():
+        arrays[f"sweep/sweep_limit/final/{metric}"] = value
     for name, (grid, config) in PAIRED.items():
         result = jaxbo.sweep(grid, seeds=2, config=config, key=3, paired=True, progress=False)
         for metric, value in result.final.items():

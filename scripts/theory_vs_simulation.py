@@ -178,11 +178,16 @@ def limit_part(out: str, horizons: list[int], seeds: int = 16) -> None:
     """The wide-range check with the t → ∞ limit: at each horizon, the horizon's boundaries and the limit's
     (α̂ read at that horizon), the settled fraction, and the horizon's test accuracy against its limit's."""
     grid = {"d": WIDE_D, "signal_norm": WIDE_SIGNAL}
-    rows, timings = [], []
+    rows, timings, by_d = [], [], []
     for steps in horizons:
         config = jaxbo.Config(n_test=500, steps=steps, log_every=steps)
         started = time.perf_counter()
         result = jaxbo.sweep(grid, seeds=seeds, config=config, progress=True, limit=True)
+        horizon, limit = (analysis.boundaries(result, limit=of_limit).harmful for of_limit in (False, True))
+        columns = result.settled_fraction().mean(axis=1)  # (d,): every ‖μ‖ of the column
+        by_d.append(f"| {steps:,} steps: harmful boundary ‖μ‖ | " + " | ".join(f"{v:.1f}" for v in horizon) + " |")
+        by_d.append(f"| t → ∞ ({steps:,}): harmful boundary ‖μ‖ | " + " | ".join(f"{v:.1f}" for v in limit) + " |")
+        by_d.append(f"| t → ∞ ({steps:,}): settled runs | " + " | ".join(f"{v:.0%}" for v in columns) + " |")
         seconds = time.perf_counter() - started
         timings.append((steps, seconds, result.metadata["compile_s"]))
         settled = result.limit_status() == jaxbo.limit.SETTLED
@@ -230,6 +235,13 @@ limit's (settled runs only):
 {LIMIT_HEADER}
 |---|---|---|---|---|---|---|---|---|---|---|
 {chr(10).join(rows)}
+
+The harmful boundary at each d (`analysis.boundaries`; NaN: no switch on the grid), and the share of settled
+runs over the column's ‖μ‖ values:
+
+| | {" | ".join(f"d = {d:,}" for d in WIDE_D)} |
+|---|{"---|" * len(WIDE_D)}
+{chr(10).join(by_d)}
 
 Figures: {", ".join(f"`docs/theory_limit_{steps}.png`" for steps in horizons)}."""
     print(text)

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 
 import pytest
 
@@ -83,6 +84,23 @@ def test_a_real_ctrl_c_on_the_command_line_then_the_same_command_resumes(tmp_pat
     assert again.returncode == 0, again.stderr[-2000:]
     assert (tmp_path / "out" / "phase_diagram.npz").exists()
     assert jaxbo.load(tmp_path / "out" / "phase_diagram").metadata["checkpoint"]["chunks_loaded"] == saved
+
+
+def test_command_line_says_a_corrupted_chunk_in_one_line_even_when_quiet(tmp_path, capsys):
+    small = ["--set", "n_train=6", "--set", "T=4", "--set", "n_test=16", "--set", "steps=20", "--quiet"]
+    command = ["sweep", "--d", "40,60", "--signal-norm", "5", "--seeds", "2", "--chunk-size", "2", *small]
+    command += ["--out", str(tmp_path), "--checkpoint", str(tmp_path / "A")]
+    assert cli.main(command) == 0
+    victim = sorted((tmp_path / "A").glob("chunk-*.npz"))[0]
+    victim.write_bytes(victim.read_bytes()[:100])
+    capsys.readouterr()
+    with warnings.catch_warnings():  # a user's process shows warnings; the suite's filters make them errors
+        warnings.simplefilter("default")
+        assert cli.main(command) == 0
+    err = capsys.readouterr().err.splitlines()
+    notes = [line for line in err if "unreadable or corrupted" in line]
+    assert len(notes) == 1 and " sweep: warning: checkpoint chunk " in notes[0], err
+    assert not any("warnings.warn" in line or "RuntimeWarning" in line for line in err), err
 
 
 def test_command_line_refuses_a_copied_checkpoint_without_its_manifest(tmp_path, capsys):

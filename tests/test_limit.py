@@ -153,6 +153,18 @@ def test_primal_and_reduced_coordinates_give_the_same_limit():
     np.testing.assert_allclose(reduced.test_accuracy, primal.test_accuracy, atol=1 / config.n_test + 1e-9)
 
 
+def test_a_fixed_w_gives_the_same_limit_in_the_kernel_and_the_primal_engine():
+    """W fixed random: the SVM's rows are Wx, its query Wᵀp_mm; both engines hold the same W₀ and data."""
+    config = SMALL.replace(attention="fixed", d=50)
+    kernel = jaxbo.simulate(2, config, engine="kernel", limit=True).limit
+    primal = jaxbo.simulate(2, config, engine="primal", limit=True).limit
+    for name in ("status", "selection", "support", "violations", "train_accuracy", "test_accuracy"):
+        np.testing.assert_array_equal(getattr(kernel, name), getattr(primal, name), err_msg=name)
+    for name in ("margin", "correlation", "test_loss"):
+        np.testing.assert_allclose(getattr(kernel, name), getattr(primal, name), rtol=2e-3, err_msg=name)
+    assert int(kernel.status) != limit.INFEASIBLE and np.isfinite(kernel.margin)
+
+
 def test_the_reduced_engine_draws_the_limits_test_samples_exactly():
     """The reduced engine's final-only limit (a projected test draw gaining one coordinate along q_mm) against
     its full test set: the same law, tested on 24 seeds' limit test accuracy (settled runs)."""
