@@ -165,6 +165,7 @@ def test_a_fixed_w_gives_the_same_limit_in_the_kernel_and_the_primal_engine():
     assert int(kernel.status) != limit.INFEASIBLE and np.isfinite(kernel.margin)
 
 
+@pytest.mark.slow  # statistical, 48 runs; the same draw's algebra is exact in the primal = reduced test above
 def test_the_reduced_engine_draws_the_limits_test_samples_exactly():
     """The reduced engine's final-only limit (a projected test draw gaining one coordinate along q_mm) against
     its full test set: the same law, tested on 24 seeds' limit test accuracy (settled runs)."""
@@ -266,7 +267,7 @@ def test_limit_regimes_count_unsettled_and_infeasible_runs_apart():
 
 
 def test_the_command_line_computes_and_draws_the_limit(tmp_path, capsys):
-    small = ["--set", "n_train=10", "--set", "T=5", "--set", "n_test=64", "--set", "steps=100", "--set", "log_every=50"]
+    small = ["--set", "n_train=6", "--set", "T=4", "--set", "n_test=16", "--set", "steps=20", "--set", "log_every=10"]
     assert cli.main(["run", "--limit", "--out", str(tmp_path), *small]) == 0
     assert "t → ∞ limit: " in capsys.readouterr().out
     argv = ["sweep", "--d", "40,400", "--signal-norm", "2,20", "--seeds", "2", "--limit", "--out", str(tmp_path)]
