@@ -50,6 +50,11 @@ def use_compilation_cache() -> str | None:
     return directory
 
 
+def _as_typed(option: str, spec: str) -> str:
+    """The flag and its value as the user typed them: ``--d 250.5``, ``--axis noise_rate=0.1``."""
+    return f"{option}{spec}" if option.endswith("=") else f"{option} {spec}"
+
+
 def parse_values(spec: str, option: str, name: str) -> list[float]:
     """The values of a grid axis from ``"start:stop:num"`` (num evenly spaced values, both ends included),
     ``"a,b,c"`` or a single number; ``option`` is the flag as typed (``--d``, ``--axis noise_rate=``), for errors.
@@ -58,7 +63,7 @@ def parse_values(spec: str, option: str, name: str) -> list[float]:
     same words (a d of 250.5, a repeated value, NaN). Only a range of d is rounded to whole numbers, since its
     evenly spaced points rarely are; a range that rounds two points to one d is refused, not thinned.
     """
-    shown = f"{option}{spec}" if option.endswith("=") else f"{option} {spec}"
+    shown = _as_typed(option, spec)
     try:
         if ":" in spec:
             start, stop, num = spec.split(":")
@@ -89,8 +94,7 @@ def _checked_axis(name: str, spec: str, option: str, config: Config) -> list[flo
     try:
         validate_grid({name: values}, config)
     except (TypeError, ValueError) as error:
-        shown = f"{option}{spec}" if option.endswith("=") else f"{option} {spec}"
-        raise ValueError(f"{shown}: {error}") from None
+        raise ValueError(f"{_as_typed(option, spec)}: {error}") from None
     return values
 
 

@@ -111,9 +111,7 @@ class SweepResult:
         max-margin p exists."""
         from jaxbo.limit import INFEASIBLE, SETTLED
 
-        if not self.has_limit:
-            raise ValueError("this sweep computed no limit: rerun jaxbo.sweep(..., limit=True)")
-        status = self.final["limit_status"]
+        status = self.limit_status()
         codes = regime(self.final["limit_train_accuracy"], self.final["limit_test_accuracy"], self.regime_tolerance)
         codes = np.where(status == SETTLED, codes, np.where(status == INFEASIBLE, INFEASIBLE_REGIME, UNSETTLED_REGIME))
         return np.asarray(codes, np.int32)
