@@ -242,7 +242,7 @@ def colour_panel(figure, axis, edges, data: np.ndarray, name: str, result: Sweep
         mesh = axis.pcolormesh(x_edges, y_edges, data, cmap=colours, norm=norm)
         bar = figure.colorbar(mesh, ax=axis, ticks=np.arange(count))
         bar.ax.set_yticklabels(names)
-        what = "t → ∞ limit, majority" if name == "limit_regime" else "majority"
+        what = "t → ∞ limit, majority" if limit else "majority"
         axis.set_title(f"regime ({what}; benign: test ≥ {1 - result.regime_tolerance:g}){suffix}")
         return
     low, high = colour_range
