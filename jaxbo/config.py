@@ -17,6 +17,7 @@ import jax
 LAYOUTS = {(1, 1, 1): "current code", (2, 2, 2): "earlier variant"}
 FLIPS = ("balanced", "random")
 ATTENTION = ("identity", "fixed", "trained")
+WEIGHT_INITS = ("uniform", "gaussian")
 GRADIENTS = ("analytic", "autodiff")
 MODELS = ("attention", "encoder")
 
@@ -54,6 +55,10 @@ class Config:
         ``"random"``: each training label flipped independently with probability η.
       attention: ``"identity"`` (W = I, only p trained: the paper's analysis), ``"fixed"`` (a seeded random W,
         uniform in ±1/√d, kept fixed) or ``"trained"`` (W and p trained, as the authors' final code).
+      weight_init: the law of a random W₀ (``attention="fixed"`` or ``"trained"``): ``"uniform"`` (entries
+        uniform in ±1/√d, PyTorch's kaiming_uniform, as the authors) or ``"gaussian"`` (entries N(0, 1/(3d)), the
+        same variance). A Gaussian W₀ is orthogonally invariant, which the reduced kernel engine needs to run the
+        model in 2 + nT coordinates at any d (docs/exact_reduction.md, "Trained W at any d").
       gradient: ``"analytic"`` (the closed form of docs/model.md §4, the paper's object) or ``"autodiff"`` (jax.grad).
       model: ``"attention"`` (f(X) = νᵀXᵀsoftmax(XWᵀp), the paper's model) or ``"encoder"`` (the appendix's
         one-layer Transformer encoder, ``jaxbo.encoder``: every parameter trained by ``jax.grad``, so
@@ -83,6 +88,7 @@ class Config:
     layout: tuple[int, int, int] = (1, 1, 1)
     flips: str = "balanced"
     attention: str = "identity"
+    weight_init: str = "uniform"
     gradient: str = "analytic"
     model: str = "attention"
     mlp_width: int = 2000
@@ -165,15 +171,7 @@ class Config:
             raise ValueError(
                 f"Config.T = {self.T} is smaller than the layout {layout} needs: T must be >= {sum(layout)}"
             )
-        for name, allowed in (
-            ("flips", FLIPS),
-            ("attention", ATTENTION),
-            ("gradient", GRADIENTS),
-            ("model", MODELS),
-        ):
-            value = getattr(self, name)
-            if value not in allowed:
-                raise ValueError(f"Config.{name} = {value!r} is unknown: allowed values are {allowed}")
+        _check_modes(self)
         if self.model != "encoder" and self.layers != 1:
             raise ValueError(
                 f"Config.layers = {self.layers} stacks encoder blocks: it needs model='encoder' (the attention "
@@ -186,6 +184,31 @@ class Config:
                 "(model='attention'); leave them at 1, False, 0"
             )
         return self
+
+
+def _check_modes(config: Config) -> None:
+    """The string-valued fields: each one of its allowed values, and a W₀ law only where there is a random W₀."""
+    for name, allowed in (
+        ("flips", FLIPS),
+        ("attention", ATTENTION),
+        ("weight_init", WEIGHT_INITS),
+        ("gradient", GRADIENTS),
+        ("model", MODELS),
+    ):
+        value = getattr(config, name)
+        if not isinstance(value, str) or value not in allowed:
+            raise ValueError(f"Config.{name} = {value!r} is unknown: allowed values are {allowed}")
+    if config.weight_init != "uniform" and (config.attention == "identity" or config.model != "attention"):
+        raise ValueError(
+            f"Config.weight_init = {config.weight_init!r} sets the law of a random W₀: it needs model='attention' "
+            f"with attention='fixed' or 'trained' (got model={config.model!r}, attention={config.attention!r}); "
+            "leave it at 'uniform' otherwise"
+        )
+
+
+#: Fields added after checkpoint format /2 (jaxbo 0.4.0): a checkpoint fingerprint names them only at a
+#: non-default value, so stores written before they existed still match a sweep that leaves them at default.
+LATER_FIELDS = ("weight_init",)
 
 
 def field_names() -> tuple[str, ...]:

@@ -330,7 +330,9 @@ def chunk_shape(
     per_run = bytes_per_run(config, engine, width, histories)
     if pair_size == 1:
         step = step_bytes(config, engine, width)
-        return _units_per_chunk(runs, per_run, step, devices, backend.accelerator, chunk_size, memory_budget, 1)
+        return _units_per_chunk(
+            runs, per_run, step, devices, backend.accelerator, chunk_size, memory_budget, engine.cpu_batch
+        )
     step = engine.shared_step.step_bytes(config, width, pair_size)
     wanted = None if chunk_size is None else math.ceil(chunk_size / pair_size)
     size, sub_chunks = _units_per_chunk(

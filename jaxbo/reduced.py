@@ -24,6 +24,9 @@ from jaxbo.data import Dataset, balanced_labels, noisy_mask, run_keys, signal_co
 _TOKEN_STREAM, _FLIP_STREAM, _DIAGONAL_STREAM, _SIGNAL_STREAM = 0, 1, 2, 3
 #: Streams of a random start (in the weights key) and of the test tokens' coordinates along it (in the test key).
 _START_STREAM, _START_TEST_STREAM = 0x7FFFFFFC, 4
+#: Streams of a Gaussian W₀'s blocks (in the weights key; 4 consecutive) and of the test tokens' coordinates
+#: outside the training span that W₀ reads (in the test key).
+_WEIGHTS_STREAM, _WEIGHTS_TEST_STREAM = 0x7FFFFFF0, 5
 
 
 def width(config: Config) -> int:
@@ -42,22 +45,38 @@ def _signal_part(key: jax.Array, config: Config, clean: jax.Array, roles: jax.Ar
     return means + config.sigma * jax.random.normal(key, means.shape, jnp.float32)
 
 
-def bartlett_factor(key: jax.Array, config: Config) -> jax.Array:
-    """L with L Lᵀ distributed as Z Zᵀ for Z (N × m) of i.i.d. N(0, σ²): (N, N).
+def bartlett_degrees(size: int, dof) -> jax.Array:
+    """Degrees of freedom dof − k of the χ² on a Bartlett factor's diagonal, k < size, (size,); clamped to >= 1
+    where dof < size (``wishart_factor`` then never reads them)."""
+    return jnp.maximum(dof - jnp.arange(size), 1.0)
 
-    m >= N: lower-triangular Bartlett factor (diagonal σ√χ²_{m−k}, below it σ·N(0, 1)).
-    m < N: Z itself in its m columns, the rest 0.
+
+def chi_square(key: jax.Array, degrees: jax.Array) -> jax.Array:
+    """χ² draws of the given degrees of freedom (any shape): χ²_k = 2·Gamma(k/2)."""
+    return 2.0 * jax.random.gamma(key, degrees / 2.0, dtype=jnp.float32)
+
+
+def wishart_factor(gaussian_key: jax.Array, chi_squares: jax.Array, size: int, dof, scale) -> jax.Array:
+    """L with L Lᵀ distributed as Z Zᵀ for Z (size × dof) of i.i.d. N(0, scale²), i.e. Wishart_size(dof,
+    scale²I): (size, size); ``dof`` and ``scale`` may be traced, ``chi_squares`` (size,) are χ² draws of
+    ``bartlett_degrees(size, dof)`` (drawn by the caller, so several factors share one sampler).
+
+    dof >= size: the lower-triangular Bartlett factor (diagonal scale·√χ²_{dof−k}, below it scale·N(0, 1)).
+    dof < size: Z itself in its first dof columns, the rest 0 (every column, for dof <= 0).
     """
-    size = config.n_train * config.T
-    gaussian = config.sigma * jax.random.normal(jax.random.fold_in(key, _TOKEN_STREAM), (size, size), jnp.float32)
-    m = _orthogonal_dims(config)
+    gaussian = scale * jax.random.normal(gaussian_key, (size, size), jnp.float32)
     index = jnp.arange(size)
-    # χ²_k = 2·Gamma(k/2); the m < N branch never reads it, so clamp its shape to stay positive there.
-    degrees = jnp.maximum(m - index, 1.0)
-    chi_square = 2.0 * jax.random.gamma(jax.random.fold_in(key, _DIAGONAL_STREAM), degrees / 2.0, dtype=jnp.float32)
-    bartlett = jnp.tril(gaussian, -1) + jnp.diag(config.sigma * jnp.sqrt(chi_square))
-    block = jnp.where(index[None, :] < m, gaussian, 0.0)
-    return jnp.where(m >= size, bartlett, block)
+    bartlett = jnp.tril(gaussian, -1) + jnp.diag(scale * jnp.sqrt(chi_squares))
+    block = jnp.where(index[None, :] < dof, gaussian, 0.0)
+    return jnp.where(dof >= size, bartlett, block)
+
+
+def bartlett_factor(key: jax.Array, config: Config) -> jax.Array:
+    """L with L Lᵀ distributed as Z Zᵀ for Z (N × m) of i.i.d. N(0, σ²): (N, N) (``wishart_factor``)."""
+    size = config.n_train * config.T
+    m = _orthogonal_dims(config)
+    draws = chi_square(jax.random.fold_in(key, _DIAGONAL_STREAM), bartlett_degrees(size, m))
+    return wishart_factor(jax.random.fold_in(key, _TOKEN_STREAM), draws, size, m, config.sigma)
 
 
 def sample_train(key: jax.Array, config: Config) -> Dataset:
@@ -176,3 +195,46 @@ def lift(vectors: jax.Array, key: jax.Array, d: int) -> jax.Array:
     q, r = jnp.linalg.qr(jax.random.normal(key, (m, size), jnp.float32))
     q = q * jnp.where(jnp.diagonal(r) < 0, -1.0, 1.0)
     return jnp.concatenate([signal, jnp.einsum("...k,mk->...m", rest, q, precision=jax.lax.Precision.HIGHEST)], -1)
+
+
+# --- a Gaussian W₀ in reduced coordinates (docs/exact_reduction.md, "Trained W at any d") -----------------------
+
+
+def kernel_width(config: Config) -> int:
+    """Input coordinates of the reduced kernel form: k = 2 + N for the training span, then k + 2 for the part
+    of test tokens outside it that a Gaussian W₀ reads: 2k + 2."""
+    return 2 * width(config) + 2
+
+
+def gaussian_weights(key: jax.Array, config: Config) -> jax.Array:
+    """A Gaussian W₀ (entries N(0, v), v = 1/(3d)) as the reduced kernel form sees it: (k + 2, 2k + 2), k = 2 + N.
+
+    Output coordinates: e₁, e₂, then an orthonormal frame of the rest of W₀'s image of the training span B
+    (so p's coordinates 0 and 1 lie on μ₁, μ₂). Input coordinates: B (as the tokens of ``sample_train``),
+    then k + 2 for the noise of test tokens outside B (``outside_coordinates``). With A = W₀B (d × k, i.i.d.
+    N(0, v) given the data): its rows along e₁, e₂ are N(0, vI_k) and the other d − 2 rows have the Bartlett
+    factor R of Wishart_k(d − 2, v), so the block [rows; R] has AᵀA's law and p's coordinates. Outside B,
+    W₀'s columns B⊥ are independent of A and AᵀB⊥ has i.i.d. N(0, vAᵀA) columns, i.e. √v·Âᵀ Ỹᵀ with Ỹ
+    i.i.d. N(0, 1) of k + 2 columns; a test token's noise z outside B enters only as Ỹᵀz = R_Ỹᵀ ξ with
+    R_Ỹᵀ R_Ỹ ~ Wishart_{k+2}(d − k, I) and ξ ~ N(0, σ²I_{k+2}): the block √v R_Ỹᵀ. For d < k the columns
+    beyond d are 0 (B is then all of R^d) and there is no outside block. ``config.d`` may be traced.
+    """
+    k = width(config)
+    d = jnp.asarray(config.d, jnp.float32)
+    scale = 1.0 / jnp.sqrt(3.0 * d)
+    streams = [jax.random.fold_in(key, _WEIGHTS_STREAM + i) for i in range(4)]
+    # One χ² sampler for both factors: each jax.random.gamma costs about a second of compile time.
+    degrees = jnp.concatenate([bartlett_degrees(k, d - 2.0), bartlett_degrees(k + 2, d - k)])
+    draws = chi_square(streams[3], degrees)
+    rows = scale * jax.random.normal(streams[0], (2, k), jnp.float32)
+    rest = wishart_factor(streams[1], draws[:k], k, d - 2.0, scale).T
+    inside = jnp.where(jnp.arange(k) < d, jnp.concatenate([rows, rest]), 0.0)
+    outside = wishart_factor(streams[2], draws[k:], k + 2, d - k, 1.0)
+    return jnp.concatenate([inside, scale * outside], axis=1)
+
+
+def outside_coordinates(key: jax.Array, config: Config, n: int) -> jax.Array:
+    """ξ of ``gaussian_weights``: a test token's noise outside the training span, along the k + 2 directions a
+    Gaussian W₀ reads there, σ·N(0, 1) each, (n, T, k + 2) (those beyond d − k meet zero columns of W₀)."""
+    shape = (n, config.T, width(config) + 2)
+    return config.sigma * jax.random.normal(jax.random.fold_in(key, _WEIGHTS_TEST_STREAM), shape, jnp.float32)

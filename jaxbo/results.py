@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxbo.config import Config, field_names
+from jaxbo.config import LATER_FIELDS, Config, field_names
 from jaxbo.theory import (
     REGIME_NAMES,
     class_balance,
@@ -364,6 +364,18 @@ def _nan_reduce(reduce, values: np.ndarray, axis: int) -> np.ndarray:
 def config_to_json(config: Config) -> dict[str, Any]:
     """``config`` as a JSON-able dict (layout as a list)."""
     return {name: _json_default(getattr(config, name)) for name in field_names()}
+
+
+def config_fingerprint(config: Config) -> dict[str, Any]:
+    """``config_to_json`` as a checkpoint fingerprint holds it: a field of ``config.LATER_FIELDS`` only when it
+    differs from its default (what stores written before the field existed implied)."""
+    values = config_to_json(config)
+    defaults = Config()
+    return {
+        name: value
+        for name, value in values.items()
+        if name not in LATER_FIELDS or getattr(config, name) != getattr(defaults, name)
+    }
 
 
 def config_from_json(values: dict[str, Any]) -> Config:

@@ -46,7 +46,7 @@ from jaxbo.plan import (
     plan_buckets,
     validate_grid,
 )
-from jaxbo.results import REGIME_TOLERANCE, SweepResult, config_to_json
+from jaxbo.results import REGIME_TOLERANCE, SweepResult, config_fingerprint
 from jaxbo.train import as_key, checked_engine, jit_config, run, run_paired
 
 __all__ = [
@@ -427,7 +427,7 @@ def _open_store(checkpoint, plan: Plan, config: Config, base_key, optimizer, his
         {
             "jaxbo": __version__,
             "grid": {name: values.tolist() for name, values in plan.axes.items()},
-            "config": config_to_json(config),
+            "config": config_fingerprint(config),
             "seeds": plan.seeds,
             "key": _key_identity(base_key),
             "engine": plan.engine.name,

@@ -79,6 +79,12 @@ class Run:
         if not isinstance(self.params, Params):  # a model of its own (docs/architecture.md, "How to add a model")
             return f"{self.engine}: {type(self.params).__name__}"
         width = self.params.p.shape[-1]
+        if self.engine == "reduced_kernel":
+            return (
+                f"reduced_kernel: p in {width} coordinates (e₁, e₂, then a frame of W₀'s image of the training "
+                f"span), W ({width} × {self.params.W.shape[-1]}) from those to the tokens' 2 + n·T coordinates and "
+                "the ones a Gaussian W₀ reads outside them"
+            )
         if self.engine == "reduced":
             return (
                 f"reduced: {width} coordinates (e₁, e₂, then an orthonormal basis of the training noise's span); "

@@ -10,6 +10,10 @@
   beside the W-and-p-trained attention model on the same grid, and the example settings' training curves.
 
     python scripts/paper_figures.py [--part figure5|figure3|encoder|all] [--out docs] [--seeds 10] [--reuse]
+        [--weights uniform|gaussian]
+
+``--weights gaussian`` runs Figure 5's W-trained model from a Gaussian W₀ instead (the reduced kernel engine,
+with 1 and --seeds seeds) and writes its own section, keeping the uniform one.
 
 Writes docs/paper_figure5_*.png, docs/paper_figure3.png, docs/paper_encoder_*.png and docs/paper_figures.md
 (with timings); a part rewrites only its own section of the page. The encoder sweep is saved to
@@ -45,17 +49,24 @@ ENCODER_GRID = {"d": [250 + 125 * i for i in range(15)], "signal_norm": [5 + 7.5
 ENCODER_SETTINGS = [("balanced", 2000, 20.0), ("harmful", 5000, 5.0), ("not overfitting", 1000, 100.0)]
 
 
-def figure5(out: str, seeds: int) -> list[str]:
-    """Loss heatmaps for both models; returns the markdown lines with timings."""
+def figure5(out: str, seeds: int, weights: str = "uniform") -> list[str]:
+    """Loss heatmaps for both models; returns the markdown lines with timings. ``weights="gaussian"``: the
+    W-trained model from a Gaussian W₀ (the reduced kernel engine), with 1 and ``seeds`` seeds, and no p-only
+    rows (they do not depend on W₀)."""
     lines = []
-    runs = [("trained", 1), ("identity", 1), ("identity", seeds)]
+    if weights == "gaussian":
+        runs = [("trained", 1), ("trained", seeds)]
+    else:
+        runs = [("trained", 1), ("identity", 1), ("identity", seeds)]
     for attention, count in runs:
-        config = jaxbo.Config(attention=attention)
+        config = jaxbo.Config(attention=attention, weight_init=weights if attention == "trained" else "uniform")
         started = time.perf_counter()
         result = jaxbo.sweep(PAPER_GRID, seeds=count, config=config, progress=True)
         wall = time.perf_counter() - started
-        name = f"paper_figure5_{attention}_{count}seed{'s' if count > 1 else ''}.png"
+        law = "_gaussian" if config.weight_init == "gaussian" else ""
+        name = f"paper_figure5_{attention}{law}_{count}seed{'s' if count > 1 else ''}.png"
         label = "W and p trained" if attention == "trained" else "p only (W = I)"
+        label += ", W₀ Gaussian" if law else ""
         figure = jaxbo.plot.phase_diagram(
             result,
             metrics=("train_loss", "test_loss", "regime"),
@@ -346,7 +357,7 @@ attention model with W and p trained runs on the same grid with the same trainin
 """
 
 
-SECTION_ORDER = ("## Figure 5", "## Figure 3", "## Appendix Figures 6–7")
+SECTION_ORDER = ("## Figure 5", "## Gaussian W₀", "## Figure 3", "## Appendix Figures 6–7")
 
 
 def write_page(path: str, header: str, sections: dict[str, str]) -> str:
@@ -374,13 +385,34 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=10, help="seeds of the averaged p-only map")
     parser.add_argument("--part", choices=("figure5", "figure3", "encoder", "all"), default="all")
     parser.add_argument("--reuse", action="store_true", help="redraw the encoder map from its saved sweep")
+    parser.add_argument(
+        "--weights",
+        choices=("uniform", "gaussian"),
+        default="uniform",
+        help="W₀'s law in Figure 5's W-trained rows: uniform (the authors', kernel engine) or gaussian (the "
+        "reduced kernel engine, exact in law at any d; its own section, with --seeds seeds too)",
+    )
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
     sections = {}
     if args.part in ("figure5", "all"):
-        print("paper_figures: Figure 5 (three sweeps of the 39 × 39 grid)", file=sys.stderr, flush=True)
-        five = figure5(args.out, args.seeds)
-        sections["## Figure 5"] = f"""## Figure 5: final train and test loss over (d, ‖μ‖)
+        print("paper_figures: Figure 5 (sweeps of the 39 × 39 grid)", file=sys.stderr, flush=True)
+        five = figure5(args.out, args.seeds, args.weights)
+        if args.weights == "gaussian":
+            sections["## Gaussian W₀"] = f"""## Gaussian W₀: Figure 5 with W trained, any seeds in seconds
+
+`python scripts/paper_figures.py --part figure5 --weights gaussian`: the same grid and settings as Figure 5,
+W₀ with entries N(0, 1/(3d)) (the uniform law's variance) instead of uniform in ±1/√d. A Gaussian W₀ is
+orthogonally invariant, so the reduced kernel engine runs the model exactly in law in 2 + nT coordinates,
+at a cost that does not depend on d (docs/exact_reduction.md, "Trained W at any d"); docs/universality.md
+measures whether the two laws give the same runs.
+
+| model | seeds per cell | engine | wall time | cells benign / harmful / not | mean train loss range | figure |
+|---|---|---|---|---|---|---|
+{chr(10).join(five)}
+"""
+        else:
+            sections["## Figure 5"] = f"""## Figure 5: final train and test loss over (d, ‖μ‖)
 
 | model | seeds per cell | engine | wall time | cells benign / harmful / not | mean train loss range | figure |
 |---|---|---|---|---|---|---|

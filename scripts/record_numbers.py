@@ -2,7 +2,8 @@
 
     python scripts/record_numbers.py            # writes tests/data/numbers.npz (+ .json: how it was made)
 
-Every engine and model is covered: primal, reduced and kernel; W = I, fixed and trained W; the analytic and
+Every engine and model is covered: primal, reduced, kernel and reduced kernel; W = I, fixed and trained W (a
+uniform and a Gaussian W₀); the analytic and
 the autodiff gradient; a custom optimizer; the encoder; the variants (heads, a trained head, a random start);
 histories on and off; single runs (``simulate``) and sweeps (padded d buckets, several groups, paired). Each
 at tiny sizes and again at the paper's n = 20, T = 8, where reductions are long enough for a reordered sum
@@ -35,12 +36,14 @@ SMALL = jaxbo.Config(n_train=10, T=5, d=40, n_test=64, steps=40, log_every=10, s
 ENCODER = SMALL.replace(model="encoder", mlp_width=16, d=12, n_train=6, T=4, n_test=16, steps=20)
 #: The paper's n = 20, T = 8 and n_test = 1000, fewer steps: the reduction lengths of real runs.
 PAPER = jaxbo.Config(d=300, steps=200, log_every=50)
+GAUSSIAN = SMALL.replace(attention="trained", weight_init="gaussian")
 
 #: name → (config, engine) of one ``simulate(..., limit=True)`` call: the t → ∞ limit of each engine that has one.
 LIMITS = {
     "limit_reduced": (SMALL, "reduced"),
     "limit_primal": (SMALL, "primal"),
     "limit_kernel_fixed": (SMALL.replace(attention="fixed"), "kernel"),
+    "limit_reduced_kernel_fixed": (GAUSSIAN.replace(attention="fixed"), "reduced_kernel"),
     "limit_paper_reduced": (PAPER.replace(d=4500, signal_norm=5.0), "reduced"),
 }
 #: name → (config, engine, optimizer) of one ``simulate`` call with histories.
@@ -53,12 +56,19 @@ RUNS = {
     "kernel_trained": (SMALL.replace(attention="trained"), "kernel", None),
     "primal_trained": (SMALL.replace(attention="trained"), "primal", None),
     "primal_trained_adam": (SMALL.replace(attention="trained"), "primal", optax.adam(1e-2)),
+    "primal_trained_gaussian": (GAUSSIAN, "primal", None),
+    "reduced_kernel_trained": (GAUSSIAN, "reduced_kernel", None),
     "encoder": (ENCODER, "auto", None),
     "reduced_heads_start": (SMALL.replace(heads=3, query_init_std=0.05), "reduced", None),
     "primal_train_head": (SMALL.replace(train_head=True), "primal", None),
     "paper_reduced": (PAPER.replace(d=2000), "reduced", None),
     "paper_primal": (PAPER, "primal", None),
     "paper_kernel_trained": (PAPER.replace(d=200, steps=100, attention="trained"), "kernel", None),
+    "paper_reduced_kernel_trained": (
+        PAPER.replace(d=10**6, steps=100, attention="trained", weight_init="gaussian"),
+        "reduced_kernel",
+        None,
+    ),
     "paper_reduced_heads": (PAPER.replace(d=2000, heads=2, query_init_std=0.02, train_head=True), "reduced", None),
 }
 #: name → (grid, config, engine, histories) of one ``sweep`` call (2 seeds, key 3).
@@ -72,6 +82,7 @@ SWEEPS = {
         "auto",
         False,
     ),
+    "sweep_reduced_kernel": ({"d": [40, 10**6], "signal_norm": [2.0, 20.0]}, GAUSSIAN, "auto", False),
     "sweep_encoder": ({"d": [12, 16], "signal_norm": [3.0]}, ENCODER, "auto", False),
     "sweep_paper": ({"d": [250, 4500], "signal_norm": [5.0, 20.0, 80.0]}, PAPER, "auto", False),
 }

@@ -37,7 +37,7 @@ ORDER = [
     "__main__",
 ]
 #: The engines package's own order: every member after ``base``, ``primal`` before those built on it.
-ENGINE_ORDER = ["base", "primal", "kernel", "reduced_paired", "reduced", "encoder", "__init__"]
+ENGINE_ORDER = ["base", "primal", "kernel", "reduced_paired", "reduced", "reduced_kernel", "encoder", "__init__"]
 MAX_FUNCTION_LINES = 60
 
 

@@ -17,6 +17,7 @@ CASES = [
     ("primal, W = I", {"attention": "identity"}, "primal"),
     ("primal, W trained", {"attention": "trained"}, "primal"),
     ("kernel, W trained", {"attention": "trained"}, "kernel"),
+    ("reduced kernel, W trained", {"attention": "trained", "weight_init": "gaussian"}, "reduced_kernel"),
     ("reduced", {"attention": "identity"}, "reduced"),
     ("encoder", {"model": "encoder", "mlp_width": 256}, "primal"),
     ("encoder, 3 layers", {"model": "encoder", "mlp_width": 256, "layers": 3}, "primal"),

@@ -9,7 +9,7 @@ passed as ``engine=`` to ``simulate``, ``make_run`` and ``sweep`` without regist
 from __future__ import annotations
 
 from jaxbo.config import Config
-from jaxbo.engines import encoder, kernel, primal, reduced
+from jaxbo.engines import encoder, kernel, primal, reduced, reduced_kernel
 from jaxbo.engines.base import Engine, RunKeys, SharedStep, Trainer
 
 __all__ = ["AUTO", "REGISTRY", "Engine", "RunKeys", "SharedStep", "Trainer", "for_model", "lookup", "names", "resolve"]
@@ -18,6 +18,7 @@ __all__ = ["AUTO", "REGISTRY", "Engine", "RunKeys", "SharedStep", "Trainer", "fo
 #: cheapest come first.
 REGISTRY: tuple[Engine, ...] = (
     reduced.ENGINE,
+    reduced_kernel.ENGINE,
     kernel.ENGINE,
     primal.ENGINE,
     encoder.ENGINE,

@@ -116,6 +116,8 @@ class Engine:
         runs only by sharing their keys.
       limit: whether its trainers compute the t → ∞ limit (``Trainer.limit``) for the settings that
         ``jaxbo.limit.not_covered`` accepts; opt-in, False unless an engine declares it.
+      cpu_batch: the fewest runs per device in a CPU batch, where an engine measured that batches the cache
+        rule makes smaller (``step_bytes`` above ``plan.CACHE_BYTES``) are bound by per-operation overhead.
     """
 
     name: str
@@ -134,10 +136,13 @@ class Engine:
     title: Callable[[Config], str] | None = None
     shared_step: SharedStep | None = None
     limit: bool = False
+    cpu_batch: int = 1
 
     def __post_init__(self):
         if self.padding not in ("free", "zeros", "none"):
             raise ValueError(f"Engine.padding = {self.padding!r} must be 'free', 'zeros' or 'none'")
+        if isinstance(self.cpu_batch, bool) or not isinstance(self.cpu_batch, int) or self.cpu_batch < 1:
+            raise ValueError(f"Engine.cpu_batch = {self.cpu_batch!r} must be an int >= 1")
 
     def unshared(self, config: Config, optimizer: optax.GradientTransformation | None) -> list[str]:
         """Why a paired sweep of ``config`` cannot step its runs of one key together (``shared_step``); ``[]``
@@ -155,6 +160,8 @@ def attention_title(config: Config) -> str:
     """The attention model in words, with its W and variants: "attention model (W = I, p trained)",
     "attention model, 4 heads (W = I, p and ν trained, p⁽⁰⁾ ~ N(0, 0.02²I))"."""
     weights = {"identity": "W = I", "fixed": "W fixed random", "trained": "W trained"}[config.attention]
+    if config.weight_init == "gaussian":
+        weights += ", W₀ Gaussian"
     trained = "p and ν trained" if config.train_head else "p trained"
     parts = [weights, trained]
     if config.query_init_std:

@@ -196,9 +196,10 @@ def step_bytes(config: Config, width: int) -> int:
     return 4 * tokens * tokens
 
 
-def size_words(config: Config, width: int) -> tuple[str, str, str]:
+def size_words(config: Config, width: int, engine: str = "reduced") -> tuple[str, str, str]:
+    """The words of a memory refusal for a run whose size is set by n·T (this engine's, or ``engine``'s)."""
     N = config.n_train * config.T
-    return f"Config.n_train · Config.T = {N}", "one reduced run", "Use a smaller n_train, T or n_test."
+    return f"Config.n_train · Config.T = {N}", f"one {engine} run", "Use a smaller n_train, T or n_test."
 
 
 ENGINE = Engine(
