@@ -27,6 +27,10 @@ import numpy as np
 
 MANIFEST = "manifest.json"
 FORMAT = "jaxbo.checkpoint/2"
+#: The release whose numbers a chunk holds, as its fingerprint's "jaxbo" entry: the last release that moved any
+#: number of a run (docs/changelog.md says which). A release that moves numbers sets it to itself, so its
+#: sweeps refuse older chunks; one that does not leaves it, so stores written before it still resume.
+NUMBERS_RELEASE = "0.4.0"
 #: The array of a chunk file that holds its sweep's fingerprint (canonical JSON), covered by its checksum.
 FINGERPRINT = "fingerprint"
 

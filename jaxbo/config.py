@@ -18,11 +18,16 @@ LAYOUTS = {(1, 1, 1): "current code", (2, 2, 2): "earlier variant"}
 FLIPS = ("balanced", "random")
 ATTENTION = ("identity", "fixed", "trained")
 WEIGHT_INITS = ("uniform", "gaussian")
+NORMALISERS = ("softmax", "sigmoid")
 GRADIENTS = ("analytic", "autodiff")
 MODELS = ("attention", "encoder")
 
 #: Config fields that are traced leaves (sweepable); every other field fixes a shape or a code path.
 SWEEPABLE = ("d", "signal_norm", "rho", "sigma", "noise_rate", "lr")
+#: Config fields every engine runs at any value: the data's law and sizes, the step size and the schedule. Every
+#: other field is a model setting, which an engine runs only where it declares it (``Engine.settings``).
+DATA_FIELDS = ("n_train", "T", "d", "signal_norm", "rho", "sigma", "noise_rate", "n_test", "lr", "steps", "log_every")
+DATA_FIELDS += ("layout", "flips")
 #: Largest d: every integer up to 2⁵³ is exact in float64. The reduced engine takes any such d (it enters
 #: only as a count of orthogonal coordinates); the primal engine refuses, before compiling, a d whose arrays
 #: do not fit in memory.
@@ -59,6 +64,10 @@ class Config:
         uniform in ±1/√d, PyTorch's kaiming_uniform, as the authors) or ``"gaussian"`` (entries N(0, 1/(3d)), the
         same variance). A Gaussian W₀ is orthogonally invariant, which the reduced kernel engine needs to run the
         model in 2 + nT coordinates at any d (docs/exact_reduction.md, "Trained W at any d").
+      normaliser: φ, how the attention model turns logits a = XWᵀp into attention: ``"softmax"`` (the
+        paper's, s = softmax(a) over the T tokens) or ``"sigmoid"`` (s_t = σ(a_t) token by token, unnormalised;
+        sigmoid attention). Every engine of the attention model runs either exactly; the t → ∞ limit is the
+        softmax's.
       gradient: ``"analytic"`` (the closed form of docs/model.md §4, the paper's object) or ``"autodiff"`` (jax.grad).
       model: ``"attention"`` (f(X) = νᵀXᵀsoftmax(XWᵀp), the paper's model) or ``"encoder"`` (the appendix's
         one-layer Transformer encoder, ``jaxbo.encoder``: every parameter trained by ``jax.grad``, so
@@ -89,6 +98,7 @@ class Config:
     flips: str = "balanced"
     attention: str = "identity"
     weight_init: str = "uniform"
+    normaliser: str = "softmax"
     gradient: str = "analytic"
     model: str = "attention"
     mlp_width: int = 2000
@@ -192,6 +202,7 @@ def _check_modes(config: Config) -> None:
         ("flips", FLIPS),
         ("attention", ATTENTION),
         ("weight_init", WEIGHT_INITS),
+        ("normaliser", NORMALISERS),
         ("gradient", GRADIENTS),
         ("model", MODELS),
     ):
@@ -204,11 +215,16 @@ def _check_modes(config: Config) -> None:
             f"with attention='fixed' or 'trained' (got model={config.model!r}, attention={config.attention!r}); "
             "leave it at 'uniform' otherwise"
         )
+    if config.normaliser != "softmax" and config.model != "attention":
+        raise ValueError(
+            f"Config.normaliser = {config.normaliser!r} is the attention model's φ: it needs model='attention' "
+            f"(got model={config.model!r}, whose attention is the encoder's own softmax); leave it at 'softmax'"
+        )
 
 
 #: Fields added after checkpoint format /2 (jaxbo 0.4.0): a checkpoint fingerprint names them only at a
 #: non-default value, so stores written before they existed still match a sweep that leaves them at default.
-LATER_FIELDS = ("weight_init",)
+LATER_FIELDS = ("weight_init", "normaliser")
 
 
 def field_names() -> tuple[str, ...]:

@@ -26,7 +26,7 @@ from jaxbo.config import Config
 from jaxbo.data import RELEVANT, WEAK_OPPOSITE
 from jaxbo.loss import accuracy_and_loss, logistic_derivative, logistic_loss
 from jaxbo.metrics import masked_mean, mean_gaps, noise_share, role_attention, saturation_by_group
-from jaxbo.model import PRECISION, head, random_weights
+from jaxbo.model import NORMALISERS, PRECISION, head, normalise, random_weights
 
 #: Streams of the per-head draws, folded into the run's weights key (far from W's row streams 0 … width − 1).
 _QUERY_STREAM, _HEAD_WEIGHTS_STREAM = 0x7FFFFFFE, 0x7FFFFFFD
@@ -88,42 +88,52 @@ def queries(params: HeadParams) -> jax.Array:
     return jnp.einsum("hij,hi->hj", params.W, params.p, precision=PRECISION)
 
 
-def head_outputs(params: HeadParams, tokens: jax.Array, query: jax.Array | None = None):
-    """Per head: attention s_h (H, n, T), its logits (H, n, T) and token scores γ_h = Xν_h (H, n, T)."""
+def head_outputs(params: HeadParams, tokens: jax.Array, query: jax.Array | None = None, normaliser: str = "softmax"):
+    """Per head: attention s_h = φ(logits) (H, n, T), its logits (H, n, T) and token scores γ_h = Xν_h (H, n, T)."""
     query = queries(params) if query is None else query
     logits = jnp.einsum("ntd,hd->hnt", tokens, query, precision=PRECISION)
     gamma = jnp.einsum("ntd,hd->hnt", tokens, params.nu, precision=PRECISION)
-    return jax.nn.softmax(logits, axis=-1), logits, gamma
+    return normalise(logits, normaliser), logits, gamma
 
 
-def forward(params: HeadParams, tokens: jax.Array) -> jax.Array:
+def forward(params: HeadParams, tokens: jax.Array, normaliser: str = "softmax") -> jax.Array:
     """f(X) = Σ_h Σ_t s_{h,t} γ_{h,t}, (n,), for tokens (n, T, width)."""
-    attention, _, gamma = head_outputs(params, tokens)
+    attention, _, gamma = head_outputs(params, tokens, normaliser=normaliser)
     return jnp.sum(attention * gamma, axis=(0, 2))
 
 
-def empirical_loss(params: HeadParams, tokens: jax.Array, labels: jax.Array) -> jax.Array:
+def empirical_loss(params: HeadParams, tokens: jax.Array, labels: jax.Array, normaliser: str = "softmax") -> jax.Array:
     """L = (1/n) Σ_i ℓ(ỹ_i f(X_i)), scalar."""
-    return jnp.mean(logistic_loss(labels * forward(params, tokens)))
+    return jnp.mean(logistic_loss(labels * forward(params, tokens, normaliser)))
 
 
-def weights_from(labels: jax.Array, attention: jax.Array, gamma: jax.Array):
+def weights_from(labels: jax.Array, attention: jax.Array, gamma: jax.Array, normaliser: str = "softmax"):
     """The per-token weights of the gradients, from attention s and scores γ, each (H, n, T):
 
-    w_{h,i,t} = c_i s_{h,i,t}(γ_{h,i,t} − f_{h,i}) (∇ of L in head h's logits) and v_{h,i,t} = c_i s_{h,i,t}
-    (∇ of L in head h's scores), with c_i = ℓ′(ỹ_i f_i) ỹ_i / n and f = Σ_h f_h.
+    w_{h,i,t} = c_i ∂f_{h,i}/∂a_{h,i,t} (∇ of L in head h's logits; c_i s_{h,i,t}(γ_{h,i,t} − f_{h,i}) for the
+    softmax, φ′ from ``model.NORMALISERS``) and v_{h,i,t} = c_i s_{h,i,t} (∇ of L in head h's scores), with
+    c_i = ℓ′(ỹ_i f_i) ỹ_i / n and f = Σ_h f_h.
     """
     per_head = jnp.sum(attention * gamma, axis=-1)  # f_h, (H, n)
     coefficient = logistic_derivative(labels * jnp.sum(per_head, axis=0)) * labels / labels.shape[0]
-    scores = coefficient[None, :, None] * attention
-    return scores * (gamma - per_head[..., None]), scores
+    weight = coefficient[None, :, None]
+    return NORMALISERS[normaliser].logit_weights(weight, attention, gamma, per_head), weight * attention
 
 
-def grad_from_outputs(params: HeadParams, tokens, labels, attention, gamma, train_weights: bool, train_head: bool):
+def grad_from_outputs(
+    params: HeadParams,
+    tokens,
+    labels,
+    attention,
+    gamma,
+    train_weights: bool,
+    train_head: bool,
+    normaliser: str = "softmax",
+):
     """∇L in closed form from the heads' attention s and scores γ (H, n, T) at ``params``:
     ∇_{p_h} = W_h u_h (u_h = Σ_{i,t} w_{h,i,t} x_{i,t}), ∇_{W_h} = p_h u_hᵀ, ∇_{ν_h} = Σ_{i,t} v_{h,i,t} x_{i,t}
     (``weights_from``); keys as ``trainable``."""
-    logit_weights, score_weights = weights_from(labels, attention, gamma)
+    logit_weights, score_weights = weights_from(labels, attention, gamma, normaliser)
     u = jnp.einsum("hnt,ntd->hd", logit_weights, tokens, precision=PRECISION)
     grads = {"p": u if params.W is None else jnp.einsum("hij,hj->hi", params.W, u, precision=PRECISION)}
     if train_weights:
@@ -133,10 +143,12 @@ def grad_from_outputs(params: HeadParams, tokens, labels, attention, gamma, trai
     return grads
 
 
-def analytic_grad(params: HeadParams, tokens, labels, train_weights: bool, train_head: bool) -> dict:
+def analytic_grad(
+    params: HeadParams, tokens, labels, train_weights: bool, train_head: bool, normaliser: str = "softmax"
+) -> dict:
     """``grad_from_outputs`` at ``params`` (tokens (n, T, width), labels ỹ (n,))."""
-    attention, _, gamma = head_outputs(params, tokens)
-    return grad_from_outputs(params, tokens, labels, attention, gamma, train_weights, train_head)
+    attention, _, gamma = head_outputs(params, tokens, normaliser=normaliser)
+    return grad_from_outputs(params, tokens, labels, attention, gamma, train_weights, train_head, normaliser)
 
 
 def trainable(params: HeadParams, config: Config) -> dict:
@@ -153,12 +165,14 @@ def autodiff_grad(params: HeadParams, tokens, labels, config: Config) -> dict:
     """∇L by ``jax.grad``, keys as ``trainable``."""
 
     def loss_of(values):
-        return empirical_loss(dataclasses.replace(params, **values), tokens, labels)
+        return empirical_loss(dataclasses.replace(params, **values), tokens, labels, config.normaliser)
 
     return jax.grad(loss_of)(trainable(params, config))
 
 
-def train_metrics(params: HeadParams, train, saturation_totals, query=None) -> dict[str, jax.Array]:
+def train_metrics(
+    params: HeadParams, train, saturation_totals, query=None, normaliser: str = "softmax"
+) -> dict[str, jax.Array]:
     """The training part of ``Metrics`` for H heads; each definition reduces to the one-head model's at H = 1.
 
     Attention per role, gaps and the largest attention are means over heads; ``p_norm`` is the root mean
@@ -170,7 +184,7 @@ def train_metrics(params: HeadParams, train, saturation_totals, query=None) -> d
     median over fitted noisy samples of the share of ỹf that the heads' parts outside span(μ₁, μ₂) (every
     coordinate but the first two) supply.
     """
-    attention, logits, gamma = head_outputs(params, train.tokens, query)
+    attention, logits, gamma = head_outputs(params, train.tokens, query, normaliser)
     f = jnp.sum(attention * gamma, axis=(0, 2))
     accuracy, loss = accuracy_and_loss(f, train.labels)
     fitted = train.labels * f > 0
@@ -207,9 +221,9 @@ def train_metrics(params: HeadParams, train, saturation_totals, query=None) -> d
     )
 
 
-def test_metrics(params: HeadParams, test, query=None) -> dict[str, jax.Array]:
+def test_metrics(params: HeadParams, test, query=None, normaliser: str = "softmax") -> dict[str, jax.Array]:
     """Test accuracy, loss and the head-mean attention per role."""
-    attention, _, gamma = head_outputs(params, test.tokens, query)
+    attention, _, gamma = head_outputs(params, test.tokens, query, normaliser)
     accuracy, loss = accuracy_and_loss(jnp.sum(attention * gamma, axis=(0, 2)), test.labels)
     roles = jax.vmap(role_attention, in_axes=(0, None))(attention, test.roles)
     return dict(test_accuracy=accuracy, test_loss=loss, attention_test=jnp.mean(roles, axis=(0, 1)))

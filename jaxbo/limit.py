@@ -303,6 +303,11 @@ def not_covered(config, optimizer, engine) -> list[str]:
             f"Config.heads = {config.heads}, train_head = {config.train_head}, query_init_std = "
             f"{config.query_init_std} (the limit is the one-head model's with a fixed head from p = 0)"
         )
+    if config.model == "attention" and config.normaliser != "softmax":
+        reasons.append(
+            f"Config.normaliser = {config.normaliser!r} (the attention SVM is the softmax's limit: its selection "
+            "of one token per sample is what the softmax's saturation does)"
+        )
     if optimizer is not None:
         reasons.append(
             f"optimizer = {type(optimizer).__name__} (the max-margin limit is plain gradient descent's: "

@@ -11,7 +11,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from jaxbo.model import PRECISION, Params, attention_logits, forward, token_scores
+from jaxbo.model import NORMALISERS, PRECISION, Params, attention_logits, forward, normalise, token_scores
 
 
 def logistic_loss(margins: jax.Array) -> jax.Array:
@@ -40,17 +40,19 @@ def with_trainable(params: Params, values: dict[str, jax.Array]) -> Params:
     return dataclasses.replace(params, **values)
 
 
-def empirical_loss(params: Params, tokens: jax.Array, labels: jax.Array) -> jax.Array:
-    """L = (1/n) Σ_i ℓ(ỹ_i f(X_i)): scalar, for tokens (n, T, width) and labels ỹ (n,)."""
-    f, _ = forward(params, tokens)
+def empirical_loss(params: Params, tokens: jax.Array, labels: jax.Array, normaliser: str = "softmax") -> jax.Array:
+    """L = (1/n) Σ_i ℓ(ỹ_i f(X_i)): scalar, for tokens (n, T, width) and labels ỹ (n,); φ = ``normaliser``."""
+    f, _ = forward(params, tokens, normaliser)
     return jnp.mean(logistic_loss(labels * f))
 
 
-def autodiff_grad(params: Params, tokens: jax.Array, labels: jax.Array, train_weights: bool):
+def autodiff_grad(
+    params: Params, tokens: jax.Array, labels: jax.Array, train_weights: bool, normaliser: str = "softmax"
+):
     """∇L by ``jax.grad``, same structure as ``trainable(params, train_weights)``."""
 
     def loss_of(values):
-        return empirical_loss(with_trainable(params, values), tokens, labels)
+        return empirical_loss(with_trainable(params, values), tokens, labels, normaliser)
 
     return jax.grad(loss_of)(trainable(params, train_weights))
 
@@ -61,11 +63,13 @@ def analytic_grad(
     labels: jax.Array,
     train_weights: bool,
     gamma: jax.Array | None = None,
+    normaliser: str = "softmax",
 ):
     """The closed-form gradient of docs/model.md §4.
 
-    With s the attention (n, T), γ_t = νᵀx_t, f = Σ_t s_t γ_t and c_i = ℓ′(ỹ_i f_i) ỹ_i / n,
-      g = Σ_i c_i Σ_t s_{i,t}(γ_{i,t} − f_i) x_{i,t}    (the gradient with respect to Wᵀp), (width,)
+    With s = φ(a) the attention (n, T), γ_t = νᵀx_t, f = Σ_t s_t γ_t and c_i = ℓ′(ỹ_i f_i) ỹ_i / n,
+      g = Σ_i c_i Σ_t ∂f_i/∂a_{i,t} x_{i,t}            (the gradient with respect to Wᵀp), (width,)
+        (∂f/∂a_t = s_t(γ_t − f) for the softmax, s_t(1 − s_t)γ_t for the sigmoid: ``model.NORMALISERS``)
       ∇_p L = W g                                       (= g when W = I),
       ∇_W L = p gᵀ.
 
@@ -75,24 +79,26 @@ def analytic_grad(
       labels: observed labels ỹ, (n,).
       train_weights: also return ∇_W L.
       gamma: γ = Xν, (n, T), if already known (it is constant during training, ν being fixed).
+      normaliser: φ (``model.normalise``).
 
     Returns:
       ``{"p": (width,)}`` or ``{"p": (width,), "W": (width, width)}``.
     """
     gamma = token_scores(params, tokens) if gamma is None else gamma
-    attention = jax.nn.softmax(attention_logits(params, tokens), axis=-1)
-    return grad_from_attention(params, tokens, labels, attention, gamma, train_weights)
+    attention = normalise(attention_logits(params, tokens), normaliser)
+    return grad_from_attention(params, tokens, labels, attention, gamma, train_weights, normaliser)
 
 
-def token_weights(labels: jax.Array, attention: jax.Array, gamma: jax.Array) -> jax.Array:
-    """w_{i,t} = ℓ′(ỹ_i f_i) ỹ_i s_{i,t}(γ_{i,t} − f_i) / n, (n, T): ∇_{Wᵀp} L = Σ_{i,t} w_{i,t} x_{i,t}.
+def token_weights(labels: jax.Array, attention: jax.Array, gamma: jax.Array, normaliser: str = "softmax") -> jax.Array:
+    """w_{i,t} = ℓ′(ỹ_i f_i) ỹ_i ∂f_i/∂a_{i,t} / n, (n, T): ∇_{Wᵀp} L = Σ_{i,t} w_{i,t} x_{i,t} (for the softmax,
+    ∂f_i/∂a_{i,t} = s_{i,t}(γ_{i,t} − f_i); φ′ enters through ``model.NORMALISERS``).
 
     Args:
-      labels: ỹ, (n,); attention: s, (n, T); gamma: γ = Xν, (n, T).
+      labels: ỹ, (n,); attention: s, (n, T); gamma: γ = Xν, (n, T); normaliser: φ.
     """
     f = jnp.sum(attention * gamma, axis=-1)
     coefficient = logistic_derivative(labels * f) * labels / labels.shape[0]  # (n,)
-    return coefficient[:, None] * attention * (gamma - f[:, None])
+    return NORMALISERS[normaliser].logit_weights(coefficient[:, None], attention, gamma, f)
 
 
 def grad_from_attention(
@@ -102,12 +108,13 @@ def grad_from_attention(
     attention: jax.Array,
     gamma: jax.Array,
     train_weights: bool,
+    normaliser: str = "softmax",
 ):
     """``analytic_grad`` given the attention s (n, T) and token scores γ (n, T) of the current ``params``.
 
     Training computes s anyway for its metrics; this lets one forward pass serve both.
     """
-    weights = token_weights(labels, attention, gamma)
+    weights = token_weights(labels, attention, gamma, normaliser)
     g = jnp.einsum("nt,ntd->d", weights, tokens, precision=PRECISION)
     if params.W is None:
         return {"p": g}

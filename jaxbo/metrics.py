@@ -14,7 +14,7 @@ import jax.numpy as jnp
 
 from jaxbo.data import RELEVANT, ROLE_NAMES, WEAK_OPPOSITE
 from jaxbo.loss import accuracy_and_loss
-from jaxbo.model import PRECISION, Params, effective_query
+from jaxbo.model import PRECISION, Params, effective_query, normalise
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,14 +99,30 @@ FIELD_SHAPES = {
 }
 
 
+def assemble(*parts: dict[str, jax.Array], nan_for_missing: bool = False) -> Metrics:
+    """The one constructor of ``Metrics``: from the parts a model measures (its training part, its test part…),
+    each field in exactly one part. A field no part holds is an error, or NaN (float32, shape ``FIELD_SHAPES``)
+    with ``nan_for_missing`` (``complete``); an unknown or repeated field is an error. Checked at trace time."""
+    values: dict[str, jax.Array] = {}
+    for part in parts:
+        repeated = sorted(set(values) & set(part))
+        if repeated:
+            raise ValueError(f"Metrics fields {repeated} are measured twice")
+        values.update(part)
+    names = [field.name for field in dataclasses.fields(Metrics)]
+    unknown = sorted(set(values) - set(names))
+    if unknown:
+        raise ValueError(f"Metrics has no field(s) {unknown}; fields are {names}")
+    missing = [name for name in names if name not in values]
+    if missing and not nan_for_missing:
+        raise ValueError(f"Metrics fields {missing} are not measured (nan_for_missing=True fills them with NaN)")
+    values.update({name: jnp.full(FIELD_SHAPES.get(name, ()), jnp.nan, jnp.float32) for name in missing})
+    return Metrics(**values)
+
+
 def complete(values: dict[str, jax.Array]) -> Metrics:
     """``Metrics`` of one run from the fields a model measures, NaN (float32) in every other field."""
-    missing = {
-        field.name: jnp.full(FIELD_SHAPES.get(field.name, ()), jnp.nan, jnp.float32)
-        for field in dataclasses.fields(Metrics)
-        if field.name not in values
-    }
-    return Metrics(**values, **missing)
+    return assemble(values, nan_for_missing=True)
 
 
 # --- statistics of a batch of samples -----------------------------------------------------------------------------
@@ -184,7 +200,9 @@ def mean_gaps(logits: jax.Array, roles: jax.Array) -> tuple[jax.Array, jax.Array
 # --- the attention model's metrics --------------------------------------------------------------------------------
 
 
-def attention_train_metrics(params: Params, train, train_gamma, saturation_totals, query=None) -> dict[str, jax.Array]:
+def attention_train_metrics(
+    params: Params, train, train_gamma, saturation_totals, query=None, normaliser: str = "softmax"
+) -> dict[str, jax.Array]:
     """Training-set and parameter metrics of the attention model at ``params``.
 
     Args:
@@ -193,17 +211,20 @@ def attention_train_metrics(params: Params, train, train_gamma, saturation_total
       train_gamma: γ = Xν, (n, T), precomputed once per run (ν is fixed).
       saturation_totals: (n,) Σ_τ 𝔖⁽ⁱ⁾(τ) per sample, grouped by class and group here rather than every step.
       query: Wᵀp, (width,), where the caller has it cheaper than from ``params``.
+      normaliser: φ (``model.normalise``).
     """
     query = effective_query(params) if query is None else query
     logits = jnp.einsum("ntd,d->nt", train.tokens, query, precision=PRECISION)
-    return train_metrics_of_logits(logits, params.p, train, train_gamma, saturation_totals)
+    return train_metrics_of_logits(logits, params.p, train, train_gamma, saturation_totals, normaliser)
 
 
-def train_metrics_of_logits(logits, p, train, train_gamma, saturation_totals) -> dict[str, jax.Array]:
+def train_metrics_of_logits(
+    logits, p, train, train_gamma, saturation_totals, normaliser: str = "softmax"
+) -> dict[str, jax.Array]:
     """``attention_train_metrics`` from the training logits a = XWᵀp, (n, T), and p, (width,), where the caller
     has the logits cheaper than from the tokens (``train.tokens`` is not read)."""
     saturation_sums = saturation_by_group(saturation_totals, train.clean_labels, train.noisy_mask)
-    s_train = jax.nn.softmax(logits, axis=-1)
+    s_train = normalise(logits, normaliser)
     f_train = jnp.sum(s_train * train_gamma, axis=-1)
     lead_relevant, lead_opposite = mean_gaps(logits, train.roles)
     train_accuracy, train_loss = accuracy_and_loss(f_train, train.labels)
@@ -242,11 +263,13 @@ def noise_share(margin_outside: jax.Array, margin: jax.Array, counted: jax.Array
     return jnp.nanmedian(jnp.where(counted, margin_outside / jnp.where(counted, margin, 1.0), jnp.nan))
 
 
-def attention_test_metrics(params: Params, test, test_gamma, query=None) -> dict[str, jax.Array]:
+def attention_test_metrics(
+    params: Params, test, test_gamma, query=None, normaliser: str = "softmax"
+) -> dict[str, jax.Array]:
     """Test accuracy, loss and mean attention per role of the attention model at ``params`` (γ = Xν given,
-    (n_test, T); ``query`` Wᵀp where the caller has it)."""
+    (n_test, T); ``query`` Wᵀp where the caller has it; φ = ``normaliser``)."""
     query = effective_query(params) if query is None else query
-    s_test = jax.nn.softmax(jnp.einsum("ntd,d->nt", test.tokens, query, precision=PRECISION), axis=-1)
+    s_test = normalise(jnp.einsum("ntd,d->nt", test.tokens, query, precision=PRECISION), normaliser)
     test_accuracy, test_loss = accuracy_and_loss(jnp.sum(s_test * test_gamma, axis=-1), test.labels)
     return dict(
         test_accuracy=test_accuracy,

@@ -1,8 +1,11 @@
-"""The one-layer softmax attention model f(X) = νᵀ Xᵀ softmax(X Wᵀ p) (docs/model.md §2)."""
+"""The one-layer attention model f(X) = νᵀ Xᵀ φ(X Wᵀ p), φ the softmax (the paper) or a sigmoid
+(docs/model.md §2)."""
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -80,16 +83,52 @@ def attention_logits(params: Params, X: jax.Array) -> jax.Array:
     return jnp.einsum("ntd,d->nt", X, effective_query(params), precision=PRECISION)
 
 
-def forward(params: Params, X: jax.Array) -> tuple[jax.Array, jax.Array]:
+class Normaliser(NamedTuple):
+    """φ, the one piece of maths an attention variant changes: how logits become attention, and its derivative
+    as every gradient needs it (docs/architecture.md, "A variant of the attention model").
+
+    Attributes:
+      attend: logits a (…, T) -> attention s = φ(a) (…, T).
+      logit_weights: (c, s, γ, f) -> c·∂f/∂a_t (…, T) for f = Σ_t s_t γ_t, with c (…, 1) the loss's weight of
+        each output (``loss.token_weights``), s and γ (…, T) and f (…): the only place φ′ enters.
+    """
+
+    attend: Callable[[jax.Array], jax.Array]
+    logit_weights: Callable[[jax.Array, jax.Array, jax.Array, jax.Array], jax.Array]
+
+
+#: Every φ by its ``Config.normaliser`` name (``config.NORMALISERS`` lists the same names).
+NORMALISERS: dict[str, Normaliser] = {
+    # ∂f/∂a_t = s_t(γ_t − f): the softmax's rows sum to 1.
+    "softmax": Normaliser(
+        attend=lambda logits: jax.nn.softmax(logits, axis=-1),
+        logit_weights=lambda c, s, gamma, f: c * s * (gamma - f[..., None]),
+    ),
+    # s_t = σ(a_t) token by token, unnormalised; ∂f/∂a_t = s_t(1 − s_t)γ_t.
+    "sigmoid": Normaliser(
+        attend=jax.nn.sigmoid,
+        logit_weights=lambda c, s, gamma, f: c * s * ((1.0 - s) * gamma),
+    ),
+}
+
+
+def normalise(logits: jax.Array, normaliser: str = "softmax") -> jax.Array:
+    """φ(a), the attention of logits a (…, T), for the ``Config.normaliser`` name ``normaliser``
+    (``NORMALISERS``): the softmax over the last axis (the paper), or σ(a_t) token by token."""
+    return NORMALISERS[normaliser].attend(logits)
+
+
+def forward(params: Params, X: jax.Array, normaliser: str = "softmax") -> tuple[jax.Array, jax.Array]:
     """Model output and attention.
 
     Args:
       params: model parameters.
       X: tokens, (n, T, width).
+      normaliser: φ (``normalise``).
 
     Returns:
       f: f(X) = Σ_t s_t γ_t, (n,).
-      attention: s = softmax(X Wᵀ p) over tokens, (n, T); rows sum to 1.
+      attention: s = φ(X Wᵀ p), (n, T); with the softmax, rows sum to 1.
     """
-    attention = jax.nn.softmax(attention_logits(params, X), axis=-1)
+    attention = normalise(attention_logits(params, X), normaliser)
     return jnp.sum(attention * token_scores(params, X), axis=-1), attention

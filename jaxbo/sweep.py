@@ -30,7 +30,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxbo import devices as devices_lib
 from jaxbo._version import __version__
-from jaxbo.checkpoint import CheckpointStore
+from jaxbo.checkpoint import NUMBERS_RELEASE, CheckpointStore
 from jaxbo.config import Config, with_traced
 from jaxbo.engines import Engine
 from jaxbo.plan import (
@@ -425,7 +425,7 @@ def _open_store(checkpoint, plan: Plan, config: Config, base_key, optimizer, his
     return CheckpointStore(
         checkpoint,
         {
-            "jaxbo": __version__,
+            "jaxbo": NUMBERS_RELEASE,
             "grid": {name: values.tolist() for name, values in plan.axes.items()},
             "config": config_fingerprint(config),
             "seeds": plan.seeds,

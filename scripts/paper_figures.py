@@ -399,7 +399,7 @@ def main() -> None:
         print("paper_figures: Figure 5 (sweeps of the 39 × 39 grid)", file=sys.stderr, flush=True)
         five = figure5(args.out, args.seeds, args.weights)
         if args.weights == "gaussian":
-            sections["## Gaussian W₀"] = f"""## Gaussian W₀: Figure 5 with W trained, any seeds in seconds
+            sections["## Gaussian W₀"] = f"""## Gaussian W₀: Figure 5 with W trained, at a cost independent of d
 
 `python scripts/paper_figures.py --part figure5 --weights gaussian`: the same grid and settings as Figure 5,
 W₀ with entries N(0, 1/(3d)) (the uniform law's variance) instead of uniform in ±1/√d. A Gaussian W₀ is

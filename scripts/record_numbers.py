@@ -3,7 +3,7 @@
     python scripts/record_numbers.py            # writes tests/data/numbers.npz (+ .json: how it was made)
 
 Every engine and model is covered: primal, reduced, kernel and reduced kernel; W = I, fixed and trained W (a
-uniform and a Gaussian W₀); the analytic and
+uniform and a Gaussian W₀); the softmax and the sigmoid φ; the analytic and
 the autodiff gradient; a custom optimizer; the encoder; the variants (heads, a trained head, a random start);
 histories on and off; single runs (``simulate``) and sweeps (padded d buckets, several groups, paired). Each
 at tiny sizes and again at the paper's n = 20, T = 8, where reductions are long enough for a reordered sum
@@ -61,6 +61,13 @@ RUNS = {
     "encoder": (ENCODER, "auto", None),
     "reduced_heads_start": (SMALL.replace(heads=3, query_init_std=0.05), "reduced", None),
     "primal_train_head": (SMALL.replace(train_head=True), "primal", None),
+    "reduced_sigmoid": (SMALL.replace(normaliser="sigmoid"), "reduced", None),
+    "primal_sigmoid_trained": (SMALL.replace(normaliser="sigmoid", attention="trained"), "primal", None),
+    "reduced_heads_sigmoid": (
+        SMALL.replace(normaliser="sigmoid", heads=2, query_init_std=0.05, train_head=True),
+        "reduced",
+        None,
+    ),
     "paper_reduced": (PAPER.replace(d=2000), "reduced", None),
     "paper_primal": (PAPER, "primal", None),
     "paper_kernel_trained": (PAPER.replace(d=200, steps=100, attention="trained"), "kernel", None),
@@ -83,6 +90,7 @@ SWEEPS = {
         False,
     ),
     "sweep_reduced_kernel": ({"d": [40, 10**6], "signal_norm": [2.0, 20.0]}, GAUSSIAN, "auto", False),
+    "sweep_sigmoid": ({"d": [40, 400], "signal_norm": [2.0, 20.0]}, SMALL.replace(normaliser="sigmoid"), "auto", False),
     "sweep_encoder": ({"d": [12, 16], "signal_norm": [3.0]}, ENCODER, "auto", False),
     "sweep_paper": ({"d": [250, 4500], "signal_norm": [5.0, 20.0, 80.0]}, PAPER, "auto", False),
 }

@@ -1,6 +1,6 @@
 """The paper's open questions as models, measured: writes docs/variants.md and its figures.
 
-    python scripts/variants.py [--seeds 10] [--small-seeds 40] [--quick]
+    python scripts/variants.py [--seeds 10] [--small-seeds 40] [--quick] [--part all|normaliser]
 
 Every variant runs on the same grid, seeds and key as the paper's model (the base), in this one process:
 - a trained head (``Config(train_head=True)``) on the paper's grid: phase diagrams, boundaries, and which
@@ -8,7 +8,9 @@ Every variant runs on the same grid, seeds and key as the paper's model (the bas
 - H heads (``Config(heads=H)``) from a random start, H ∈ {1, 2, 4, 8}: regime counts and the heads'
   specialisation statistic on a subgrid;
 - a random start for one head (``Config(query_init_std=s)``): regime counts against s;
+- sigmoid attention (``Config(normaliser="sigmoid")``) on the paper's grid beside the base;
 - timings of the trained head and of 4 heads against the base on the paper grid (compile included).
+``--part normaliser`` runs only the base and sigmoid attention and rewrites only that section of the page.
 ``--quick`` runs a 6 × 6 subgrid with 2 seeds (a smoke test; it writes to a temporary directory).
 """
 
@@ -40,6 +42,11 @@ STARTS = (0.0, 0.005, 0.01, 0.02, 0.05)
 DEPTHS = (1, 2, 3)
 DEPTH_GRID = {"d": [50, 100, 200], "signal_norm": [4.0, 8.0, 16.0, 32.0, 64.0, 128.0]}
 DEPTH_CONFIG = jaxbo.Config(model="encoder", mlp_width=128)
+
+
+def shape_of(grid: dict, seeds: int, quick: bool) -> str:
+    shape = f"{len(grid['d'])} d × {len(grid['signal_norm'])} ‖μ‖ × {seeds} seeds"
+    return shape if quick else f"the paper's grid, {shape}"
 
 
 def subgrid(grid: dict, every: int) -> dict:
@@ -146,6 +153,39 @@ def trained_head_section(grid, seeds, out, base, base_seconds) -> tuple[list[str
     return lines, timing
 
 
+def normaliser_section(grid, seeds, out, base, base_seconds) -> str:
+    """Sigmoid attention beside the base on ``grid``: regime counts, decided cells, boundaries, cost, figure."""
+    result, seconds = timed_sweep(grid, jaxbo.Config(normaliser="sigmoid"), seeds)
+    figure = save(plot.phase_diagram(result, theory=True), out, "variants_sigmoid.png")
+    rows = [
+        f"| {label} | {model.metadata['engine']} | {counts(model)} | {decided(model)} | {fits_text(model)} "
+        f"| {np.nanmean(model.final['test_accuracy']):.3f} | {wall:.1f} s |"
+        for label, model, wall in (("softmax (the paper)", base, base_seconds), ("sigmoid", result, seconds))
+    ]
+    return "\n".join(
+        [
+            "| φ | engine | cells: benign / harmful / not / tied | of them decided at 95 % | boundaries "
+            "(fit_boundaries) | mean test accuracy | wall (compile included) |",
+            "|---|---|---|---|---|---|---|",
+            *rows,
+            "",
+            f"![sigmoid attention]({figure})",
+        ]
+    )
+
+
+def replace_section(path: str, text: str) -> None:
+    """Put ``text`` between the normaliser section's markers of the page at ``path``."""
+    with open(path) as handle:
+        page = handle.read()
+    start, end = "<!-- variants_normaliser:start -->", "<!-- variants_normaliser:end -->"
+    if start not in page:
+        raise SystemExit(f"{path} has no {start} section: run scripts/variants.py without --part first")
+    before, rest = page.split(start, 1)
+    with open(path, "w") as handle:
+        handle.write(before + start + "\n" + text + "\n" + end + rest.split(end, 1)[1])
+
+
 def routes(result: jaxbo.SweepResult) -> str:
     """Mean over runs of the fraction of noisy samples fitted, in all and with each token most attended, and
     the median over runs of ``head_noise_share`` (which part of the model supplies a fitted noisy margin)."""
@@ -232,6 +272,7 @@ def main() -> None:
         "--small-seeds", type=int, default=40, help="seeds per cell of the heads' and random starts' subgrid"
     )
     parser.add_argument("--quick", action="store_true", help="6 × 6 subgrid, 2 seeds, temporary output")
+    parser.add_argument("--part", choices=("all", "normaliser"), default="all", help="normaliser: its section only")
     args = parser.parse_args()
     where = machine()  # now: the commit of the code this process imported, not of the tree when it ends
     grid = subgrid(PAPER_GRID, 7) if args.quick else PAPER_GRID
@@ -240,6 +281,16 @@ def main() -> None:
     small_seeds = 2 if args.quick else args.small_seeds
     out = tempfile.mkdtemp() if args.quick else os.path.join(ROOT, "docs")
     base, base_seconds = timed_sweep(grid, jaxbo.Config(), seeds)
+    normaliser_text = NORMALISER.format(shape=shape_of(grid, seeds, args.quick), machine=where)
+    normaliser_text += normaliser_section(grid, seeds, out, base, base_seconds)
+    if args.part == "normaliser":
+        page = os.path.join(out, "variants.md")
+        if args.quick:
+            print(normaliser_text)
+            return
+        replace_section(page, normaliser_text)
+        print(normaliser_text)
+        return
     head_lines, timing = trained_head_section(grid, seeds, out, base, base_seconds)
     heads_lines = heads_section(small, small_seeds, out)
     start_lines = start_section(small, small_seeds, out)
@@ -247,8 +298,7 @@ def main() -> None:
     depth_seeds = 1 if args.quick else 3
     depth_lines = depth_section(depth_grid, depth_seeds)
     depth_shape = f"d ∈ {depth_grid['d']} × ‖μ‖ ∈ {depth_grid['signal_norm']} × {depth_seeds} seeds"
-    shape = f"{len(grid['d'])} d × {len(grid['signal_norm'])} ‖μ‖ × {seeds} seeds"
-    shape = shape if args.quick else f"the paper's grid, {shape}"
+    shape = shape_of(grid, seeds, args.quick)
     small_shape = f"{len(small['d'])} d × {len(small['signal_norm'])} ‖μ‖ × {small_seeds} seeds"
     text = PAGE.format(
         machine=where,
@@ -261,6 +311,7 @@ def main() -> None:
         heads="\n".join(heads_lines),
         starts="\n".join(start_lines),
         depth="\n".join(depth_lines),
+        normaliser=normaliser_text,
         depth_shape=depth_shape,
         mlp=DEPTH_CONFIG.mlp_width,
     )
@@ -270,6 +321,17 @@ def main() -> None:
         write_section("bench_variants", BENCHMARK.format(machine=where, shape=shape, timing="\n".join(timing)))
     print(text)
 
+
+NORMALISER = """## Sigmoid attention (`Config(normaliser="sigmoid")`)
+
+φ, the map from logits to attention, is the softmax in the paper; sigmoid attention takes s_t = σ(a_t) token by
+token, unnormalised (so attention per role need not sum to 1, and 𝔖 is computed from the relevant token's s
+as for the softmax). Every attention engine runs it exactly (its gradient is still a combination of training
+tokens: the reduced engine, in kernel form, here). {shape}, the base's key and seeds, written by
+`scripts/variants.py --part normaliser` (machine: {machine}). The t → ∞ limit is the softmax's and is not
+computed for it.
+
+"""
 
 BENCHMARK = """## The variants against the base model (`scripts/variants.py`)
 
@@ -326,6 +388,10 @@ The same subgrid ({small_shape}) and columns; s = 0 is the paper's p = 0.
 | model | engine | wall | compile | against the base |
 |---|---|---|---|---|
 {timing}
+
+<!-- variants_normaliser:start -->
+{normaliser}
+<!-- variants_normaliser:end -->
 
 ## Deeper encoders (`Config(model="encoder", layers=L)`)
 

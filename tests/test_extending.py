@@ -8,12 +8,16 @@ import pathlib
 import re
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
+from test_reduced import exact_reduction
 
 import jaxbo
 from jaxbo import config as config_lib
 from jaxbo import data, engines, train
+from jaxbo import loss as loss_lib
+from jaxbo import model as model_lib
 
 ARCHITECTURE = pathlib.Path(__file__).resolve().parent.parent / "docs" / "architecture.md"
 SMALL = jaxbo.Config(n_train=10, T=5, d=30, n_test=64, steps=60, log_every=20, signal_norm=6.0)
@@ -104,3 +108,50 @@ def test_engines_refuse_a_model_they_do_not_train(mean_pool):
         jaxbo.simulate(0, SMALL, engine=mean_pool)
     with pytest.raises(TypeError, match="engine must be a name"):
         train.checked_engine(SMALL, None, 3)
+
+
+@pytest.fixture
+def tanh(monkeypatch):
+    """docs/architecture.md's tanh φ, registered as the example says (its name in config.NORMALISERS)."""
+    normaliser = example("normaliser")["TANH"]
+    monkeypatch.setattr(config_lib, "NORMALISERS", (*config_lib.NORMALISERS, "tanh"))
+    monkeypatch.setitem(model_lib.NORMALISERS, "tanh", normaliser)
+    return SMALL.replace(normaliser="tanh", noise_rate=0.3, signal_norm=3.0, d=60)
+
+
+def test_a_new_normaliser_runs_on_every_attention_engine_exactly(tanh):
+    with jax.enable_x64(True):  # its analytic gradient against jax.grad
+        dataset = data.sample(jax.random.key(1), tanh.replace(d=12), tanh.n_train, flip=True)
+        tokens, labels = (jnp.asarray(a, jnp.float64) for a in (dataset.tokens, dataset.labels))
+        params = model_lib.Params(p=0.5 * jax.random.normal(jax.random.key(2), (12,), jnp.float64), nu=tokens[0, 0])
+        analytic = loss_lib.analytic_grad(params, tokens, labels, False, normaliser="tanh")["p"]
+        autodiff = loss_lib.autodiff_grad(params, tokens, labels, False, "tanh")["p"]
+        np.testing.assert_allclose(analytic, autodiff, rtol=1e-10, atol=1e-13)
+    (primal_train, primal_test), (reduced_train, reduced_test) = exact_reduction(tanh, jax.random.key(4))
+    keys = engines.RunKeys(*data.run_keys(jax.random.key(0)))
+    runs = {}
+    for name, (train_set, test_set) in {
+        "primal": (primal_train, primal_test),
+        "reduced": (reduced_train, reduced_test),
+    }.items():
+        params = model_lib.init_params(jax.random.key(0), tanh, train_set.tokens.shape[-1])
+        trainer = engines.primal.descent_trainer(tanh, keys, params, train_set, test_set, None)
+        if name == "reduced":
+            trainer = engines.reduced.kernel_trainer(tanh, keys, params, train_set, test_set)
+        runs[name] = jax.jit(lambda trainer=trainer, train_set=train_set: train.train_from(tanh, trainer, train_set))()[
+            1
+        ]
+    for field in ("train_loss", "test_loss", "p_norm", "attention_clean"):
+        np.testing.assert_allclose(
+            getattr(runs["reduced"], field), getattr(runs["primal"], field), rtol=2e-4, atol=2e-5
+        )
+    assert float(runs["primal"].p_norm[-1]) > 0 and not np.allclose(
+        runs["primal"].train_loss, runs["primal"].train_loss[0]
+    )
+    for engine, config in (
+        ("kernel", tanh.replace(attention="trained")),
+        ("reduced_kernel", tanh.replace(attention="trained", weight_init="gaussian")),
+    ):
+        run = jaxbo.simulate(0, config)
+        assert run.engine == engine and np.isfinite(np.asarray(run.history.train_loss)).all()
+    assert jaxbo.simulate(0, tanh).engine == "reduced"

@@ -3,17 +3,22 @@ that says what it loaded."""
 
 import importlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 import warnings
 
+import jax
+import numpy as np
 import pytest
 
 import jaxbo
 from jaxbo import cli
 from jaxbo.sweep import SweepInterrupted
+
+DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 
 sweep_module = importlib.import_module("jaxbo.sweep")
 
@@ -117,3 +122,20 @@ def test_command_line_refuses_a_copied_checkpoint_without_its_manifest(tmp_path,
     assert status == 2 and "no manifest.json" in err and "key: checkpoint" in err
     assert all(path.name in err for path in (tmp_path / "X").glob("chunk-*.npz"))
     assert not (tmp_path / "x" / "phase_diagram.npz").exists()
+
+
+def test_a_store_written_by_0_4_0_resumes_after_fields_were_added(tmp_path):
+    # tests/data/store_0_4_0 was written by jaxbo 0.4.0 (commit 1960886), before Config.weight_init and
+    # Config.normaliser existed: a sweep that leaves them at their defaults loads every chunk and trains nothing.
+
+    store = tmp_path / "store"
+    shutil.copytree(os.path.join(DATA, "store_0_4_0"), store)
+    config = jaxbo.Config(n_train=4, T=3, d=20, n_test=16, steps=20, log_every=10, signal_norm=2.0)
+    grid = {"d": [20, 30], "signal_norm": [2.0, 4.0]}
+    arguments = dict(seeds=2, config=config, chunk_size=2, devices=jax.devices()[:1], progress=False)
+    resumed = jaxbo.sweep(grid, checkpoint=store, **arguments)
+    assert resumed.metadata["checkpoint"]["chunks_loaded"] == 4  # all of them: nothing trained again
+    recorded = np.load(os.path.join(DATA, "store_0_4_0_test_accuracy.npy"))
+    np.testing.assert_array_equal(resumed.final["test_accuracy"], recorded)
+    with pytest.raises(ValueError, match=r"belongs to another sweep \(config: "):
+        jaxbo.sweep(grid, checkpoint=store, **{**arguments, "config": config.replace(normaliser="sigmoid")})

@@ -64,15 +64,15 @@ def resolve(config: Config, optimizer, engine: str | Engine, registry: tuple[Eng
         raise TypeError(f"engine must be a name in {names(registry)} or an Engine, got {type(engine).__name__}")
     elif engine == AUTO:
         for candidate in for_model(config.model, registry):
-            if not candidate.not_exact(config, optimizer):
+            if not candidate.reasons(config, optimizer):
                 return candidate
         raise ValueError(f"no registered engine is exact for Config.model = {config.model!r} with this optimizer")
     else:
         chosen = lookup(config.model, engine, registry)
-    reasons = chosen.not_exact(config, optimizer)
+    reasons = chosen.reasons(config, optimizer)
     if reasons:
         exact = [
-            c.name for c in for_model(config.model, registry) if c is not chosen and not c.not_exact(config, optimizer)
+            c.name for c in for_model(config.model, registry) if c is not chosen and not c.reasons(config, optimizer)
         ]
         alternatives = " or ".join(repr(name) for name in (*exact, AUTO))
         raise ValueError(f"engine = {chosen.name!r} is not exact here: {'; '.join(reasons)}. Use {alternatives}.")

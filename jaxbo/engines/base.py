@@ -17,9 +17,9 @@ import numpy as np
 import optax
 
 from jaxbo import limit as limit_lib
-from jaxbo.config import Config
+from jaxbo.config import DATA_FIELDS, Config
 from jaxbo.data import Dataset, projected_basis, sample_test_projected
-from jaxbo.metrics import Metrics, attention_test_metrics, attention_train_metrics
+from jaxbo.metrics import Metrics, assemble, attention_test_metrics, attention_train_metrics
 from jaxbo.model import PRECISION, Params, effective_query, token_scores
 
 #: The stream (in a run's test key) of the one coordinate its projected test draw gains along the limit's query.
@@ -32,6 +32,21 @@ LIMIT_TEST_STREAM = 0x7FFFFFFB
 TOKEN_COPIES = 5
 #: Bytes of the per-log metrics of one run (about 40 float32 values per logged row).
 HISTORY_BYTES_PER_LOG = 4 * 40
+#: The model settings (``Config`` fields beyond ``config.DATA_FIELDS``) of the attention model; ``mlp_width``
+#: is the encoder's and does not change it.
+ATTENTION_SETTINGS = frozenset(
+    {
+        "model",
+        "attention",
+        "weight_init",
+        "normaliser",
+        "gradient",
+        "heads",
+        "train_head",
+        "query_init_std",
+        "mlp_width",
+    }
+)
 
 
 class RunKeys(NamedTuple):
@@ -116,6 +131,10 @@ class Engine:
         runs only by sharing their keys.
       limit: whether its trainers compute the t → ∞ limit (``Trainer.limit``) for the settings that
         ``jaxbo.limit.not_covered`` accepts; opt-in, False unless an engine declares it.
+      settings: the model settings (``Config`` fields beyond ``config.DATA_FIELDS``) it was written for: it runs
+        every value of each exactly or names it in ``not_exact``. A setting it does not declare, at a value other
+        than its default, makes it inapplicable (``reasons``): a field added later is never silently run by an
+        engine that does not know it. Opt-in: an engine that declares nothing runs only the defaults.
       cpu_batch: the fewest runs per device in a CPU batch, where an engine measured that batches the cache
         rule makes smaller (``step_bytes`` above ``plan.CACHE_BYTES``) are bound by per-operation overhead.
     """
@@ -136,6 +155,7 @@ class Engine:
     title: Callable[[Config], str] | None = None
     shared_step: SharedStep | None = None
     limit: bool = False
+    settings: frozenset[str] = frozenset()
     cpu_batch: int = 1
 
     def __post_init__(self):
@@ -143,6 +163,22 @@ class Engine:
             raise ValueError(f"Engine.padding = {self.padding!r} must be 'free', 'zeros' or 'none'")
         if isinstance(self.cpu_batch, bool) or not isinstance(self.cpu_batch, int) or self.cpu_batch < 1:
             raise ValueError(f"Engine.cpu_batch = {self.cpu_batch!r} must be an int >= 1")
+
+    def reasons(self, config: Config, optimizer: optax.GradientTransformation | None) -> list[str]:
+        """Why this engine does not run ``config`` (with ``optimizer``) exactly: every model setting at a
+        non-default value that it does not declare (``settings``), then its own ``not_exact``; ``[]`` when it
+        does."""
+        undeclared = [
+            f"Config.{field.name} = {getattr(config, field.name)!r} (the {self.name} engine does not declare this "
+            "setting)"
+            for field in dataclasses.fields(config)
+            # Config.model is the engine's identity (``Engine.model``), matched by ``engines.resolve``.
+            if field.name not in DATA_FIELDS
+            and field.name != "model"
+            and field.name not in self.settings
+            and getattr(config, field.name) != field.default
+        ]
+        return undeclared + self.not_exact(config, optimizer)
 
     def unshared(self, config: Config, optimizer: optax.GradientTransformation | None) -> list[str]:
         """Why a paired sweep of ``config`` cannot step its runs of one key together (``shared_step``); ``[]``
@@ -167,6 +203,8 @@ def attention_title(config: Config) -> str:
     if config.query_init_std:
         parts.append(f"p⁽⁰⁾ ~ N(0, {config.query_init_std:g}²I)")
     name = f"attention model, {config.heads} heads" if config.heads > 1 else "attention model"
+    if config.normaliser != "softmax":
+        name = f"{config.normaliser} {name}"
     return f"{name} ({', '.join(parts)})"
 
 
@@ -178,7 +216,7 @@ def attention_evaluate(
     head_params: Params,
     view: Callable,
 ) -> Callable:
-    """``Trainer.evaluate`` of the attention model f(X) = νᵀXᵀsoftmax(XWᵀp) for any engine of it.
+    """``Trainer.evaluate`` of the attention model f(X) = νᵀXᵀφ(XWᵀp) for any engine of it.
 
     Args:
       config, keys: the run's configuration and keys (``keys.test`` draws the final test set when
@@ -193,15 +231,16 @@ def attention_evaluate(
 
     def evaluate(values, saturation_totals) -> Metrics:
         params, query = view(values)
+        phi = config.normaliser
         if test_set is not None:
-            training = attention_train_metrics(params, train_set, train_gamma, saturation_totals, query)
-            return Metrics(**training, **attention_test_metrics(params, test_set, test_gamma, query))
+            training = attention_train_metrics(params, train_set, train_gamma, saturation_totals, query, phi)
+            return assemble(training, attention_test_metrics(params, test_set, test_gamma, query, phi))
         query = effective_query(params) if query is None else query
-        training = attention_train_metrics(params, train_set, train_gamma, saturation_totals, query)
+        training = attention_train_metrics(params, train_set, train_gamma, saturation_totals, query, phi)
         projected, test_query, head = sample_test_projected(keys.test, config, query, head_params.nu)
         test_params = Params(p=test_query, nu=head)
-        testing = attention_test_metrics(test_params, projected, token_scores(test_params, projected.tokens))
-        return Metrics(**training, **testing)
+        testing = attention_test_metrics(test_params, projected, token_scores(test_params, projected.tokens), None, phi)
+        return assemble(training, testing)
 
     return evaluate
 

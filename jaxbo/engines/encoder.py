@@ -105,4 +105,6 @@ ENGINE = Engine(
     size_words=size_words,
     max_width=MAX_PRIMAL_WIDTH,
     title=title,
+    # attention and gradient are the attention model's and do not change the encoder (Config's docstring).
+    settings=frozenset({"mlp_width", "layers", "attention", "gradient"}),
 )

@@ -6,17 +6,24 @@ d enters once per run, through M = W₀Xᵀ.
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jaxbo import kernel as kernel_form
 from jaxbo.config import Config
 from jaxbo.engines import primal
-from jaxbo.engines.base import Engine, RunKeys, Trainer, attention_evaluate, attention_limit, attention_title
+from jaxbo.engines.base import (
+    ATTENTION_SETTINGS,
+    Engine,
+    RunKeys,
+    Trainer,
+    attention_evaluate,
+    attention_limit,
+    attention_title,
+)
 from jaxbo.loss import token_weights
 from jaxbo.memory import MAX_PRIMAL_WIDTH
-from jaxbo.model import PRECISION, Params, init_params, token_scores
+from jaxbo.model import PRECISION, Params, init_params, normalise, token_scores
 
 
 def not_exact(config: Config, optimizer) -> list[str]:
@@ -53,8 +60,8 @@ def kernel_trainer(config: Config, keys: RunKeys, params: Params, train_set, tes
 
     def step(values, opt_state):
         logits = kernel_form.logits(data, values["beta"], values["A"]).reshape(n, T)
-        attention = jax.nn.softmax(logits, axis=-1)
-        weights = token_weights(train_set.labels, attention, train_gamma).reshape(-1)
+        attention = normalise(logits, config.normaliser)
+        weights = token_weights(train_set.labels, attention, train_gamma, config.normaliser).reshape(-1)
         beta, A = kernel_form.step(data, values["beta"], values["A"], weights, config.lr, train_weights)
         return {"beta": beta, "A": A}, opt_state, attention
 
@@ -110,4 +117,5 @@ ENGINE = Engine(
     max_width=MAX_PRIMAL_WIDTH,
     title=attention_title,
     limit=True,
+    settings=ATTENTION_SETTINGS,
 )

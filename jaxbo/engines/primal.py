@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -19,6 +18,7 @@ from jaxbo import heads
 from jaxbo.config import Config
 from jaxbo.data import Dataset
 from jaxbo.engines.base import (
+    ATTENTION_SETTINGS,
     HISTORY_BYTES_PER_LOG,
     TOKEN_COPIES,
     Engine,
@@ -30,8 +30,8 @@ from jaxbo.engines.base import (
 )
 from jaxbo.loss import autodiff_grad, grad_from_attention, trainable, with_trainable
 from jaxbo.memory import MAX_PRIMAL_WIDTH
-from jaxbo.metrics import Metrics
-from jaxbo.model import Params, attention_logits, init_params, token_scores
+from jaxbo.metrics import Metrics, assemble
+from jaxbo.model import Params, attention_logits, init_params, normalise, token_scores
 
 
 def default_optimizer(config: Config) -> optax.GradientTransformation:
@@ -57,11 +57,13 @@ def descent_trainer(
 
     def step(values, opt_state):
         current = with_trainable(params, values)
-        attention = jax.nn.softmax(attention_logits(current, tokens), axis=-1)
+        attention = normalise(attention_logits(current, tokens), config.normaliser)
         if config.gradient == "analytic":
-            grads = grad_from_attention(current, tokens, labels, attention, train_gamma, train_weights)
+            grads = grad_from_attention(
+                current, tokens, labels, attention, train_gamma, train_weights, config.normaliser
+            )
         else:
-            grads = autodiff_grad(current, tokens, labels, train_weights)
+            grads = autodiff_grad(current, tokens, labels, train_weights, config.normaliser)
         updates, opt_state = optimizer.update(grads, opt_state, values)
         return optax.apply_updates(values, updates), opt_state, attention
 
@@ -89,14 +91,15 @@ def heads_evaluate(config: Config, keys: RunKeys, train_set: Dataset, test_set: 
 
     def evaluate(values, saturation_totals) -> Metrics:
         params = view(values)
-        training = heads.train_metrics(params, train_set, saturation_totals)
+        phi = config.normaliser
+        training = heads.train_metrics(params, train_set, saturation_totals, normaliser=phi)
         if test_set is not None:
-            return Metrics(**training, **heads.test_metrics(params, test_set))
+            return assemble(training, heads.test_metrics(params, test_set, normaliser=phi))
         vectors = jnp.concatenate([heads.queries(params), params.nu])
         projected, coordinates = data_lib.sample_test_projected_span(keys.test, config, vectors)
         count = config.heads
         test_params = heads.HeadParams(p=coordinates[:count], nu=coordinates[count:])
-        return Metrics(**training, **heads.test_metrics(test_params, projected))
+        return assemble(training, heads.test_metrics(test_params, projected, normaliser=phi))
 
     return evaluate
 
@@ -112,10 +115,12 @@ def heads_trainer(
 
     def step(values, opt_state):
         current = dataclasses.replace(params, **values)
-        attention, _, gamma = heads.head_outputs(current, tokens)
+        attention, _, gamma = heads.head_outputs(current, tokens, normaliser=config.normaliser)
         if config.gradient == "analytic":
             train_weights = config.attention == "trained"
-            grads = heads.grad_from_outputs(current, tokens, labels, attention, gamma, train_weights, config.train_head)
+            grads = heads.grad_from_outputs(
+                current, tokens, labels, attention, gamma, train_weights, config.train_head, config.normaliser
+            )
         else:
             grads = heads.autodiff_grad(current, tokens, labels, config)
         updates, opt_state = optimizer.update(grads, opt_state, values)
@@ -194,4 +199,5 @@ ENGINE = Engine(
     max_width=MAX_PRIMAL_WIDTH,
     title=attention_title,
     limit=True,
+    settings=ATTENTION_SETTINGS,
 )

@@ -21,6 +21,7 @@ from jaxbo import reduced as reduced_form
 from jaxbo.config import Config
 from jaxbo.engines import primal, reduced_paired
 from jaxbo.engines.base import (
+    ATTENTION_SETTINGS,
     HISTORY_BYTES_PER_LOG,
     TOKEN_COPIES,
     Engine,
@@ -32,7 +33,7 @@ from jaxbo.engines.base import (
     attention_title,
 )
 from jaxbo.loss import token_weights, with_trainable
-from jaxbo.model import PRECISION, Params, head, init_params, token_scores
+from jaxbo.model import PRECISION, Params, head, init_params, normalise, token_scores
 
 
 def is_rotation_equivariant(optimizer: optax.GradientTransformation, dim: int = 6, steps: int = 4) -> bool:
@@ -104,11 +105,11 @@ def heads_kernel_trainer(config: Config, keys: RunKeys, params: heads.HeadParams
         moved = jnp.matmul(coefficients, gram, precision=PRECISION)  # G is symmetric: (αG)ᵀ = Gαᵀ
         logits = initial[:count] + moved[:count]
         gamma = initial[count:] + (moved[count:] if "nu" in values else 0.0)
-        return jax.nn.softmax(logits.reshape(count, n, T), axis=-1), gamma.reshape(count, n, T)
+        return normalise(logits.reshape(count, n, T), config.normaliser), gamma.reshape(count, n, T)
 
     def step(values, opt_state):
         attention, gamma = outputs(values)
-        logit_weights, score_weights = heads.weights_from(train_set.labels, attention, gamma)
+        logit_weights, score_weights = heads.weights_from(train_set.labels, attention, gamma, config.normaliser)
         updated = {"p": values["p"] - config.lr * logit_weights.reshape(count, -1)}
         if "nu" in values:
             updated["nu"] = values["nu"] - config.lr * score_weights.reshape(count, -1)
@@ -142,8 +143,8 @@ def kernel_trainer(config: Config, keys: RunKeys, params: Params, train_set, tes
 
     def step(alpha, opt_state):
         logits = (initial_logits + jnp.matmul(gram, alpha["p"], precision=PRECISION)).reshape(n, T)
-        attention = jax.nn.softmax(logits, axis=-1)
-        weights = token_weights(train_set.labels, attention, train_gamma)
+        attention = normalise(logits, config.normaliser)
+        weights = token_weights(train_set.labels, attention, train_gamma, config.normaliser)
         return {"p": alpha["p"] - config.lr * weights.reshape(-1)}, opt_state, attention
 
     def params_of(alpha) -> Params:
@@ -217,6 +218,7 @@ ENGINE = Engine(
     size_words=size_words,
     title=attention_title,
     limit=True,
+    settings=ATTENTION_SETTINGS,
     shared_step=SharedStep(
         start=functools.partial(reduced_paired.start, sample=sample),
         not_shared=reduced_paired.not_shared,

@@ -17,7 +17,15 @@ import numpy as np
 from jaxbo import reduced as reduced_form
 from jaxbo.config import Config
 from jaxbo.engines import kernel, reduced
-from jaxbo.engines.base import HISTORY_BYTES_PER_LOG, TOKEN_COPIES, Engine, RunKeys, Trainer, attention_title
+from jaxbo.engines.base import (
+    ATTENTION_SETTINGS,
+    HISTORY_BYTES_PER_LOG,
+    TOKEN_COPIES,
+    Engine,
+    RunKeys,
+    Trainer,
+    attention_title,
+)
 from jaxbo.model import Params, head
 
 
@@ -84,6 +92,7 @@ ENGINE = Engine(
     size_words=functools.partial(reduced.size_words, engine="reduced kernel"),
     title=attention_title,
     limit=True,
+    settings=ATTENTION_SETTINGS,
     # Its (nT)² matrices make the cache rule's batch 1 run a device; 8 ran the paper's Figure-5 grid 1.3×
     # faster on 2 Zen-4 cores (13 s against 17 s steady, docs/benchmarks.md).
     cpu_batch=8,

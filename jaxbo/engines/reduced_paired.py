@@ -26,7 +26,7 @@ from jaxbo.data import (
 )
 from jaxbo.engines.base import RunKeys, Trainer
 from jaxbo.loss import logistic_derivative, logistic_loss
-from jaxbo.metrics import Metrics, attention_test_metrics, role_attention, train_metrics_of_logits
+from jaxbo.metrics import Metrics, assemble, attention_test_metrics, role_attention, train_metrics_of_logits
 from jaxbo.model import PRECISION, Params, head, token_scores
 
 
@@ -42,6 +42,8 @@ def not_shared(config: Config, optimizer) -> list[str]:
             f"a variant (Config.heads = {config.heads}, train_head = {config.train_head}, query_init_std = "
             f"{config.query_init_std}): the shared step trains the analysed model"
         )
+    if config.normaliser != "softmax":
+        reasons.append(f"Config.normaliser = {config.normaliser!r} (the shared step's attention is the softmax)")
     return reasons
 
 
@@ -93,13 +95,13 @@ def runs_metrics(config: Config, keys: RunKeys, norms, train_set, test_set, para
     by_run = jax.vmap(train_metrics_of_logits, in_axes=(2, 0, None, 2, 1))
     training = by_run(logits, params.p, train_set, gammas, saturation)
     if test_set is None:
-        return Metrics(**training, **test_metrics(keys.test, config, norms, params.p, params.nu))
+        return assemble(training, test_metrics(keys.test, config, norms, params.p, params.nu))
 
     def logged_test_metrics(norm, p, nu):
         test = with_signal(test_set, norm, config.rho)
         return attention_test_metrics(Params(p=p, nu=nu), test, token_scores(Params(p=p, nu=nu), test.tokens))
 
-    return Metrics(**training, **jax.vmap(logged_test_metrics)(norms, params.p, params.nu))
+    return assemble(training, jax.vmap(logged_test_metrics)(norms, params.p, params.nu))
 
 
 def trainer(config: Config, keys: RunKeys, norms: jax.Array, train_set: Dataset, test_set: Dataset | None) -> Trainer:
