@@ -327,7 +327,7 @@ NORMALISER = """## Sigmoid attention (`Config(normaliser="sigmoid")`)
 φ, the map from logits to attention, is the softmax in the paper; sigmoid attention takes s_t = σ(a_t) token by
 token, unnormalised (so attention per role need not sum to 1, and 𝔖 is computed from the relevant token's s
 as for the softmax). Every attention engine runs it exactly (its gradient is still a combination of training
-tokens: the reduced engine, in kernel form, here). {shape}, the base's key and seeds, written by
+tokens: the reduced engine, in kernel form, here). Measured on {shape}, with the base's key and seeds, by
 `scripts/variants.py --part normaliser` (machine: {machine}). The t → ∞ limit is the softmax's and is not
 computed for it.
 
