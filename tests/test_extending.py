@@ -59,6 +59,8 @@ def test_a_new_engine_runs_through_sweep_and_equals_the_primal_engine(plain):
 def test_a_new_engine_is_refused_where_it_is_not_exact_and_can_be_registered(plain):
     with pytest.raises(ValueError, match=r"engine = 'plain' is not exact here: Config\.attention = 'trained'"):
         jaxbo.simulate(0, SMALL.replace(attention="trained"), engine=plain)
+    with pytest.raises(ValueError, match=r"Config\.normaliser = 'sigmoid' \(the plain engine does not declare"):
+        jaxbo.simulate(0, SMALL.replace(normaliser="sigmoid"), engine=plain)
     registry = (plain, *engines.REGISTRY)
     assert "plain" in engines.names(registry)
     assert engines.resolve(SMALL, None, "plain", registry) is plain

@@ -226,3 +226,16 @@ def test_it_equals_the_kernel_engine_in_law(d, signal_norm):
     ]
     failures, tests = _welch_failures(*[{k: v[0] for k, v in f.items()} for f in finals], alpha=0.01)
     assert tests > 25 and not failures, failures
+
+
+@pytest.mark.slow
+def test_uniform_and_gaussian_weights_give_the_same_law_at_a_paper_cell():
+    # docs/universality.md's question at one of its cells (the authors' settings, d = 1000, ‖μ‖ = 20): the
+    # kernel engine with each law, 64 seeds, independent keys, Welch on every final metric.
+    config = jaxbo.Config(d=1000, signal_norm=20.0, attention="trained")
+    finals = [
+        jaxbo.sweep({"d": [1000]}, seeds=64, config=config.replace(weight_init=law), key=key, progress=False).final
+        for key, law in ((0, "uniform"), (1, "gaussian"))
+    ]
+    failures, tests = _welch_failures(*[{k: v[0] for k, v in f.items()} for f in finals], alpha=0.01)
+    assert tests > 25 and not failures, failures
