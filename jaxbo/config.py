@@ -75,7 +75,7 @@ class Config:
       mlp_width: width of the encoder's GELU MLP (2000 in the paper; 0: no MLP branch). Unused by the
         attention model.
       heads: H, attention heads of the attention model, f(X) = Σ_h ν_hᵀXᵀsoftmax(XW_hᵀp_h), each ν_h = ν/H
-        (``jaxbo.heads``); 1 is the paper's model.
+        (a leading head axis of ``model.Params``); 1 is the paper's model.
       train_head: also train the head ν (each ν_h), from the paper's ν/H, with p (and W when
         ``attention="trained"``); False (the paper) keeps ν fixed.
       query_init_std: s, the scale of a random start p_h⁽⁰⁾ ~ N(0, s²I_d) (each head its own draw); 0 (the

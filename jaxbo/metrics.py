@@ -14,7 +14,7 @@ import jax.numpy as jnp
 
 from jaxbo.data import RELEVANT, ROLE_NAMES, WEAK_OPPOSITE
 from jaxbo.loss import accuracy_and_loss
-from jaxbo.model import PRECISION, Params, effective_query, normalise
+from jaxbo.model import Params, effective_query, head_mean, normalise, scores_along
 
 
 @dataclasses.dataclass(frozen=True)
@@ -203,58 +203,81 @@ def mean_gaps(logits: jax.Array, roles: jax.Array) -> tuple[jax.Array, jax.Array
 def attention_train_metrics(
     params: Params, train, train_gamma, saturation_totals, query=None, normaliser: str = "softmax"
 ) -> dict[str, jax.Array]:
-    """Training-set and parameter metrics of the attention model at ``params``.
+    """Training-set and parameter metrics of the attention model at ``params`` (one head or H on a leading axis).
 
     Args:
       params: ``Params``; ``params.p`` gives ‖p‖ and cos(p, μ_c) (its first two coordinates lie on μ₁, μ₂).
       train: ``data.Dataset``, tokens (n, T, width).
-      train_gamma: γ = Xν, (n, T), precomputed once per run (ν is fixed).
+      train_gamma: γ = Xν, (n, T) (per head (H, n, T)), precomputed once per run while ν is fixed.
       saturation_totals: (n,) Σ_τ 𝔖⁽ⁱ⁾(τ) per sample, grouped by class and group here rather than every step.
-      query: Wᵀp, (width,), where the caller has it cheaper than from ``params``.
+      query: Wᵀp, (width,) (per head (H, width)), where the caller has it cheaper than from ``params``.
       normaliser: φ (``model.normalise``).
     """
     query = effective_query(params) if query is None else query
-    logits = jnp.einsum("ntd,d->nt", train.tokens, query, precision=PRECISION)
-    return train_metrics_of_logits(logits, params.p, train, train_gamma, saturation_totals, normaliser)
+    logits = scores_along(train.tokens, query)
+    # A head outside span(μ₁, μ₂) (trained, or from a random start) supplies part of a margin by itself.
+    trained_head = params.nu.ndim > 1
+    outside = scores_along(train.tokens[..., 2:], params.nu[..., 2:]) if trained_head else None
+    return train_metrics_of_logits(logits, params.p, train, train_gamma, saturation_totals, normaliser, outside)
 
 
 def train_metrics_of_logits(
-    logits, p, train, train_gamma, saturation_totals, normaliser: str = "softmax"
+    logits, p, train, train_gamma, saturation_totals, normaliser: str = "softmax", outside_gamma=None
 ) -> dict[str, jax.Array]:
-    """``attention_train_metrics`` from the training logits a = XWᵀp, (n, T), and p, (width,), where the caller
-    has the logits cheaper than from the tokens (``train.tokens`` is not read)."""
+    """``attention_train_metrics`` from the training logits a = XWᵀp, (n, T) or per head (H, n, T), and p,
+    (width,) or (H, width), where the caller has the logits cheaper than from the tokens (``train.tokens`` is
+    not read).
+
+    With heads, attention per role, gaps and the largest attention are means over heads; ``p_norm`` is the
+    root mean square of ‖p_h‖, cos(p, μ_c) the mean of cos(p_h, μ_c); ``head_attention`` (H, 2, 4) holds each
+    head's attention per role on clean and on noisy samples (the specialisation statistic). ``outside_gamma``:
+    the scores x_tᵀν_h⊥ of the heads' parts outside span(μ₁, μ₂) (``Metrics.head_noise_share``), None for the
+    paper's head, which has none.
+    """
+    heads = logits.ndim == 3
     saturation_sums = saturation_by_group(saturation_totals, train.clean_labels, train.noisy_mask)
     s_train = normalise(logits, normaliser)
-    f_train = jnp.sum(s_train * train_gamma, axis=-1)
+    f_train = jnp.sum(s_train * train_gamma, axis=(0, 2) if heads else -1)
     lead_relevant, lead_opposite = mean_gaps(logits, train.roles)
     train_accuracy, train_loss = accuracy_and_loss(f_train, train.labels)
     fitted = train.labels * f_train > 0
-    roles_train = role_attention(s_train, train.roles)
-    attention_clean = masked_mean(roles_train, ~train.noisy_mask)
-    attention_noisy = masked_mean(roles_train, train.noisy_mask)
-    top = train.roles[jnp.argmax(s_train, axis=-1)]  # the role of each sample's most-attended token
-    p_norm = jnp.linalg.norm(p)
-    safe_norm = jnp.where(p_norm > 0, p_norm, 1.0)
+    clean, noisy = ~train.noisy_mask, train.noisy_mask
+    roles_train = role_attention(s_train, train.roles)  # (n, 4), per head (H, n, 4)
+    attention_clean = masked_mean(head_mean(roles_train, heads), clean)
+    attention_noisy = masked_mean(head_mean(roles_train, heads), noisy)
+    if heads:
+        per_head = [jax.vmap(masked_mean, in_axes=(0, None))(roles_train, mask) for mask in (clean, noisy)]
+        head_attention = jnp.stack(per_head, 1)
+    else:
+        head_attention = jnp.stack([attention_clean, attention_noisy])[None]
+    top = train.roles[jnp.argmax(head_mean(s_train, heads), axis=-1)]  # the role of each sample's most-attended token
+    norms = jnp.linalg.norm(p, axis=-1)
+    safe_norm = jnp.where(norms > 0, norms, 1.0)
+    if outside_gamma is None:
+        # The fixed head ν ∝ e₁ − e₂ has no part outside span(μ₁, μ₂): its share is 0 wherever one is defined.
+        share = jnp.where(jnp.any(fitted & noisy), 0.0, jnp.nan)
+    else:
+        margin_outside = train.labels * jnp.sum(s_train * outside_gamma, axis=(0, 2) if heads else -1)
+        share = noise_share(margin_outside, train.labels * f_train, fitted & noisy)
     return dict(
         train_accuracy=train_accuracy,
         train_loss=train_loss,
-        clean_accuracy=masked_mean(fitted, ~train.noisy_mask),
-        noisy_fit=masked_mean(fitted, train.noisy_mask),
+        clean_accuracy=masked_mean(fitted, clean),
+        noisy_fit=masked_mean(fitted, noisy),
         attention_clean=attention_clean,
         attention_noisy=attention_noisy,
-        p_norm=p_norm,
-        cos_mu1=p[0] / safe_norm,
-        cos_mu2=p[1] / safe_norm,
+        p_norm=jnp.sqrt(jnp.mean(norms * norms)) if heads else norms,
+        cos_mu1=head_mean(p[..., 0] / safe_norm, heads),
+        cos_mu2=head_mean(p[..., 1] / safe_norm, heads),
         saturation_clean=saturation_sums[:, 0],
         saturation_noisy=saturation_sums[:, 1],
-        gap_clean=masked_mean(lead_relevant, ~train.noisy_mask),
-        gap_noisy=masked_mean(lead_opposite, train.noisy_mask),
+        gap_clean=masked_mean(head_mean(lead_relevant, heads), clean),
+        gap_noisy=masked_mean(head_mean(lead_opposite, heads), noisy),
         max_attention=jnp.mean(jnp.max(s_train, axis=-1)),
-        head_attention=jnp.stack([attention_clean, attention_noisy])[None],
-        fit_by_attention=masked_mean(fitted & (top == WEAK_OPPOSITE), train.noisy_mask),
-        fit_by_head=masked_mean(fitted & (top == RELEVANT), train.noisy_mask),
-        # The fixed head ν ∝ e₁ − e₂ has no part outside span(μ₁, μ₂): its share is 0 wherever one is defined.
-        head_noise_share=jnp.where(jnp.any(fitted & train.noisy_mask), 0.0, jnp.nan),
+        head_attention=head_attention,
+        fit_by_attention=masked_mean(fitted & (top == WEAK_OPPOSITE), noisy),
+        fit_by_head=masked_mean(fitted & (top == RELEVANT), noisy),
+        head_noise_share=share,
     )
 
 
@@ -266,13 +289,16 @@ def noise_share(margin_outside: jax.Array, margin: jax.Array, counted: jax.Array
 def attention_test_metrics(
     params: Params, test, test_gamma, query=None, normaliser: str = "softmax"
 ) -> dict[str, jax.Array]:
-    """Test accuracy, loss and mean attention per role of the attention model at ``params`` (γ = Xν given,
-    (n_test, T); ``query`` Wᵀp where the caller has it; φ = ``normaliser``)."""
+    """Test accuracy, loss and mean attention per role (over heads too) of the attention model at ``params``
+    (γ = Xν given, (n_test, T) or per head (H, n_test, T); ``query`` Wᵀp where the caller has it; φ =
+    ``normaliser``)."""
     query = effective_query(params) if query is None else query
-    s_test = normalise(jnp.einsum("ntd,d->nt", test.tokens, query, precision=PRECISION), normaliser)
-    test_accuracy, test_loss = accuracy_and_loss(jnp.sum(s_test * test_gamma, axis=-1), test.labels)
+    s_test = normalise(scores_along(test.tokens, query), normaliser)
+    summed = (0, 2) if s_test.ndim == 3 else -1
+    test_accuracy, test_loss = accuracy_and_loss(jnp.sum(s_test * test_gamma, axis=summed), test.labels)
+    roles = role_attention(s_test, test.roles)
     return dict(
         test_accuracy=test_accuracy,
         test_loss=test_loss,
-        attention_test=jnp.mean(role_attention(s_test, test.roles), axis=0),
+        attention_test=jnp.mean(roles, axis=tuple(range(roles.ndim - 1))),
     )

@@ -20,7 +20,6 @@ from jaxbo import engines
 from jaxbo import limit as limit_lib
 from jaxbo.config import SWEEPABLE, Config, with_traced
 from jaxbo.engines import Engine, RunKeys, Trainer
-from jaxbo.heads import HeadParams
 from jaxbo.memory import check_fits
 from jaxbo.metrics import Metrics, saturation
 from jaxbo.model import Params
@@ -73,7 +72,7 @@ class Run:
         """Which coordinates ``params`` live in, in words."""
         if isinstance(self.params, encoder_lib.EncoderParams):
             return f"primal: encoder of width d = {self.params.d}, MLP width {self.params.mlp_width}"
-        if isinstance(self.params, HeadParams):
+        if isinstance(self.params, Params) and self.params.p.ndim > 1:
             count, width = self.params.p.shape[-2:]
             return f"{self.engine}: {count} head(s) × {width} coordinates (p and ν stacked over heads)"
         if not isinstance(self.params, Params):  # a model of its own (docs/architecture.md, "How to add a model")

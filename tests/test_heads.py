@@ -1,4 +1,5 @@
-"""The paper's open questions as models (``jaxbo.heads``): several heads, a trained head, a random start."""
+"""The paper's open questions as settings of the one model: several heads (a head axis of ``model.Params``), a
+trained head, a random start."""
 
 import dataclasses
 
@@ -9,7 +10,7 @@ import optax
 import pytest
 
 import jaxbo
-from jaxbo import data, engines, heads, metrics, model, train
+from jaxbo import data, engines, heads, loss, metrics, model, train
 from jaxbo.loss import logistic_derivative
 
 SMALL = jaxbo.Config(n_train=8, T=4, d=30, n_test=64, steps=60, log_every=20, signal_norm=4.0, noise_rate=0.25)
@@ -22,22 +23,39 @@ def random_heads(config, key, count, width, trained_weights=False, scale=0.3):
     W = None
     if trained_weights:
         W = jnp.eye(width) + 0.1 * jax.random.normal(keys[2], (count, width, width))
-    return heads.HeadParams(p=p, nu=nu, W=W)
+    return model.Params(p=p, nu=nu, W=W)
 
 
 def test_one_head_is_the_paper_model():
     dataset = data.sample(jax.random.key(0), SMALL, SMALL.n_train, flip=True)
     p = 0.4 * jax.random.normal(jax.random.key(1), (SMALL.d,))
     one = model.Params(p=p, nu=model.head(SMALL, SMALL.d))
-    stacked = heads.HeadParams(p=p[None], nu=one.nu[None])
+    stacked = model.Params(p=p[None], nu=one.nu[None])
+    assert (one.heads, stacked.heads) == (1, 1)
     np.testing.assert_allclose(
-        heads.forward(stacked, dataset.tokens), model.forward(one, dataset.tokens)[0], rtol=1e-5, atol=1e-7
+        model.forward(stacked, dataset.tokens)[0], model.forward(one, dataset.tokens)[0], rtol=1e-5, atol=1e-7
     )
     totals = jnp.abs(jax.random.normal(jax.random.key(2), (SMALL.n_train,)))
-    gamma = model.token_scores(one, dataset.tokens)
-    expected = metrics.attention_train_metrics(one, dataset, gamma, totals)
-    for name, value in heads.train_metrics(stacked, dataset, totals).items():
+    expected = metrics.attention_train_metrics(one, dataset, model.token_scores(one, dataset.tokens), totals)
+    got = metrics.attention_train_metrics(stacked, dataset, model.token_scores(stacked, dataset.tokens), totals)
+    for name, value in got.items():
         np.testing.assert_allclose(value, expected[name], rtol=1e-5, atol=1e-6, err_msg=name)
+    grads = loss.analytic_grad(stacked, dataset.tokens, dataset.labels, False, train_head=True)
+    by_one = loss.analytic_grad(one, dataset.tokens, dataset.labels, False)["p"]
+    np.testing.assert_allclose(grads["p"][0], by_one, rtol=1e-5, atol=1e-8)
+
+
+def test_the_04_names_still_work():
+    config = SMALL.replace(heads=2, train_head=True)
+    dataset = data.sample(jax.random.key(0), config, config.n_train, flip=True)
+    params = heads.init_params(jax.random.key(1), config, config.d)
+    assert heads.HeadParams is model.Params and params.p.shape == (2, config.d)
+    np.testing.assert_allclose(heads.forward(params, dataset.tokens), model.forward(params, dataset.tokens)[0])
+    old = heads.analytic_grad(params, dataset.tokens, dataset.labels, False, True)
+    new = loss.analytic_grad(params, dataset.tokens, dataset.labels, False, train_head=True)
+    assert sorted(old) == ["nu", "p"]
+    for name in old:
+        np.testing.assert_array_equal(old[name], new[name])
 
 
 @pytest.mark.parametrize("engine", ["primal", "reduced"])
@@ -70,12 +88,12 @@ def test_every_gradient_matches_central_differences_in_float64(trained_weights):
         params = jax.tree.map(
             lambda a: jnp.asarray(a, jnp.float64), random_heads(config, jax.random.key(4), 2, 30, trained_weights)
         )
-        grads = heads.analytic_grad(params, tokens, dataset.labels, trained_weights, True)
+        grads = loss.analytic_grad(params, tokens, dataset.labels, trained_weights, train_head=True)
         for index, name in enumerate(grads):
             direction = jax.random.normal(jax.random.key(10 + index), getattr(params, name).shape, jnp.float64)
 
             def loss_along(values, name=name):
-                return heads.empirical_loss(values, tokens, dataset.labels)
+                return loss.empirical_loss(values, tokens, dataset.labels)
 
             zero = jax.tree.map(jnp.zeros_like, params)
             numeric = central_differences(loss_along, params, dataclasses.replace(zero, **{name: direction}))
@@ -87,14 +105,14 @@ def test_analytic_head_gradient_equals_jax_grad():
     config = SMALL.replace(heads=3, train_head=True)
     dataset = data.sample(jax.random.key(5), config, config.n_train, flip=True)
     params = random_heads(config, jax.random.key(6), 3, 30)
-    analytic = heads.analytic_grad(params, dataset.tokens, dataset.labels, False, True)
-    autodiff = heads.autodiff_grad(params, dataset.tokens, dataset.labels, config)
+    analytic = loss.analytic_grad(params, dataset.tokens, dataset.labels, False, train_head=True)
+    autodiff = loss.autodiff_grad(params, dataset.tokens, dataset.labels, False, train_head=True)
     assert sorted(analytic) == sorted(autodiff) == ["nu", "p"]
     for name in analytic:
         np.testing.assert_allclose(analytic[name], autodiff[name], rtol=1e-4, atol=1e-7, err_msg=name)
     # The closed form written out for one head's ν: Σ_{i,t} c_i s_{h,i,t} x_{i,t}, c_i = ℓ′(ỹf)ỹ/n.
-    attention, _, _ = heads.head_outputs(params, dataset.tokens)
-    c = logistic_derivative(dataset.labels * heads.forward(params, dataset.tokens)) * dataset.labels / config.n_train
+    f, attention = model.forward(params, dataset.tokens)
+    c = logistic_derivative(dataset.labels * f) * dataset.labels / config.n_train
     by_hand = np.einsum("n,nt,ntd->d", c, attention[1], dataset.tokens)
     np.testing.assert_allclose(analytic["nu"][1], by_hand, rtol=1e-4, atol=1e-7)
 
@@ -124,10 +142,10 @@ def test_the_reduced_kernel_form_is_exact_on_the_reduction_of_a_primal_data_set(
 
     def start(width):
         nu = jnp.broadcast_to(model.head(config, width) / config.heads, (config.heads, width))
-        return heads.HeadParams(p=jnp.zeros((config.heads, width)), nu=nu)
+        return model.Params(p=jnp.zeros((config.heads, width)), nu=nu)
 
-    primal = engines.primal.heads_trainer(config, keys, start(config.d), primal_train, primal_test, None)
-    kernel = engines.reduced.heads_kernel_trainer(config, keys, start(2 + N), reduced_train, reduced_test)
+    primal = engines.primal.descent_trainer(config, keys, start(config.d), primal_train, primal_test, None)
+    kernel = engines.reduced.kernel_trainer(config, keys, start(2 + N), reduced_train, reduced_test)
     p_primal, by_primal, _ = jax.jit(lambda: train.train_from(config, primal, primal_train))()
     p_reduced, by_kernel, _ = jax.jit(lambda: train.train_from(config, kernel, reduced_train))()
     for name in ("train_loss", "test_loss", "p_norm", "cos_mu1", "attention_noisy", "head_attention", "gap_noisy"):

@@ -14,11 +14,13 @@ def test_quick_study_writes_every_section():
     done = subprocess.run([sys.executable, str(SCRIPT), "--quick"], capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     headings = ("## A trained head", "## Several heads", "## A random start", "## Cost", "## Deeper encoders")
+    headings += ("## Sigmoid attention",)
     for heading in (*headings, "## Not measured"):
         assert heading in done.stdout, heading
     rows = [line for line in done.stdout.splitlines() if line.startswith("| ") and "|---" not in line]
     assert len(rows) >= 3 + 5 + 6 + 4 + 4, rows  # every table, headers and rows
-    assert done.stdout.count("of them decided at 95 %") == 3 and "margin from the head's noise part" in done.stdout
+    assert done.stdout.count("of them decided at 95 %") == 4  # the base model, sigmoid φ, heads, starts
+    assert "margin from the head's noise part" in done.stdout
 
 
 def test_a_majority_is_decided_only_when_more_seeds_would_keep_it(monkeypatch):

@@ -18,7 +18,7 @@ import optax
 
 from jaxbo import limit as limit_lib
 from jaxbo.config import DATA_FIELDS, Config
-from jaxbo.data import Dataset, projected_basis, sample_test_projected
+from jaxbo.data import Dataset, projected_basis, sample_test_projected, sample_test_projected_span
 from jaxbo.metrics import Metrics, assemble, attention_test_metrics, attention_train_metrics
 from jaxbo.model import PRECISION, Params, effective_query, token_scores
 
@@ -216,28 +216,36 @@ def attention_evaluate(
     head_params: Params,
     view: Callable,
 ) -> Callable:
-    """``Trainer.evaluate`` of the attention model f(X) = νᵀXᵀφ(XWᵀp) for any engine of it.
+    """``Trainer.evaluate`` of the attention model f(X) = Σ_h ν_hᵀXᵀφ(XW_hᵀp_h) for any engine of it.
 
     Args:
       config, keys: the run's configuration and keys (``keys.test`` draws the final test set when
-        ``test_set`` is None: ``data.sample_test_projected``, exact in 4 coordinates).
+        ``test_set`` is None: exact in the span of e₁, e₂ and every query and head, ``data.sample_test_projected``
+        for one head, ``data.sample_test_projected_span`` for H).
       train_set, test_set: the engine's data (tokens (n, T, width)).
-      head_params: ``Params`` whose ν scores the tokens (γ = Xν is computed once: ν is fixed).
-      view: ``values -> (params, query)``: the ``Params`` whose p gives ‖p‖ and cos(p, μ_c), and the query Wᵀp
-        (None: from those params).
+      head_params: ``Params`` whose ν scores the tokens while the head is fixed (γ = Xν is then computed once).
+      view: ``values -> (params, query)``: the ``Params`` whose p gives ‖p‖ and cos(p, μ_c) (and ν, where it is
+        trained), and the query Wᵀp (None: from those params).
     """
-    train_gamma = token_scores(head_params, train_set.tokens)
-    test_gamma = None if test_set is None else token_scores(head_params, test_set.tokens)
+    trained_head = config.train_head
+    train_gamma = None if trained_head else token_scores(head_params, train_set.tokens)
+    test_gamma = None if test_set is None or trained_head else token_scores(head_params, test_set.tokens)
 
     def evaluate(values, saturation_totals) -> Metrics:
         params, query = view(values)
-        phi = config.normaliser
-        if test_set is not None:
-            training = attention_train_metrics(params, train_set, train_gamma, saturation_totals, query, phi)
-            return assemble(training, attention_test_metrics(params, test_set, test_gamma, query, phi))
         query = effective_query(params) if query is None else query
-        training = attention_train_metrics(params, train_set, train_gamma, saturation_totals, query, phi)
-        projected, test_query, head = sample_test_projected(keys.test, config, query, head_params.nu)
+        phi = config.normaliser
+        gamma = token_scores(params, train_set.tokens) if trained_head else train_gamma
+        training = attention_train_metrics(params, train_set, gamma, saturation_totals, query, phi)
+        if test_set is not None:
+            gamma = token_scores(params, test_set.tokens) if trained_head else test_gamma
+            return assemble(training, attention_test_metrics(params, test_set, gamma, query, phi))
+        if params.p.ndim == 1:
+            projected, test_query, head = sample_test_projected(keys.test, config, query, params.nu)
+        else:
+            vectors = jnp.concatenate([query, params.nu])
+            projected, coordinates = sample_test_projected_span(keys.test, config, vectors)
+            test_query, head = coordinates[: config.heads], coordinates[config.heads :]
         test_params = Params(p=test_query, nu=head)
         testing = attention_test_metrics(test_params, projected, token_scores(test_params, projected.tokens), None, phi)
         return assemble(training, testing)

@@ -6,15 +6,10 @@ optax optimizer), at a cost that grows with d. The reference the other engines a
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable
-
-import jax.numpy as jnp
 import numpy as np
 import optax
 
 from jaxbo import data as data_lib
-from jaxbo import heads
 from jaxbo.config import Config
 from jaxbo.data import Dataset
 from jaxbo.engines.base import (
@@ -30,8 +25,7 @@ from jaxbo.engines.base import (
 )
 from jaxbo.loss import autodiff_grad, grad_from_attention, trainable, with_trainable
 from jaxbo.memory import MAX_PRIMAL_WIDTH
-from jaxbo.metrics import Metrics, assemble
-from jaxbo.model import Params, attention_logits, init_params, normalise, token_scores
+from jaxbo.model import Params, attention_logits, head_mean, init_params, normalise, token_scores
 
 
 def default_optimizer(config: Config) -> optax.GradientTransformation:
@@ -47,30 +41,33 @@ def descent_trainer(
     test_set: Dataset | None,
     optimizer: optax.GradientTransformation | None,
 ) -> Trainer:
-    """Gradient descent with ``optimizer`` (default ``optax.sgd(config.lr)``) on p (and W when
-    ``config.attention == "trained"``) from ``params``, on tokens of any width (the reduced engine's too)."""
+    """Gradient descent with ``optimizer`` (default ``optax.sgd(config.lr)``) on p (W when ``config.attention ==
+    "trained"``, ν when ``config.train_head``) from ``params``, one head or H on a leading axis, on tokens of any
+    width (the reduced engine's too). The attention the loop accumulates 𝔖 from is the heads' mean."""
     optimizer = default_optimizer(config) if optimizer is None else optimizer
-    train_weights = config.attention == "trained"
+    train_weights, train_head = config.attention == "trained", config.train_head
     tokens, labels = train_set.tokens, train_set.labels
-    # ν is fixed, so γ = Xν is computed once per data set instead of once per step.
-    train_gamma = token_scores(params, tokens)
+    heads = params.p.ndim > 1
+    # While ν is fixed, γ = Xν is computed once per data set instead of once per step.
+    fixed_gamma = None if train_head else token_scores(params, tokens)
 
     def step(values, opt_state):
         current = with_trainable(params, values)
         attention = normalise(attention_logits(current, tokens), config.normaliser)
         if config.gradient == "analytic":
+            gamma = token_scores(current, tokens) if train_head else fixed_gamma
             grads = grad_from_attention(
-                current, tokens, labels, attention, train_gamma, train_weights, config.normaliser
+                current, tokens, labels, attention, gamma, train_weights, config.normaliser, train_head
             )
         else:
-            grads = autodiff_grad(current, tokens, labels, train_weights, config.normaliser)
+            grads = autodiff_grad(current, tokens, labels, train_weights, config.normaliser, train_head)
         updates, opt_state = optimizer.update(grads, opt_state, values)
-        return optax.apply_updates(values, updates), opt_state, attention
+        return optax.apply_updates(values, updates), opt_state, head_mean(attention, heads)
 
     def params_of(values) -> Params:
         return with_trainable(params, values)
 
-    values = trainable(params, train_weights)
+    values = trainable(params, train_weights, train_head)
 
     def view(values):
         return params_of(values), None
@@ -81,61 +78,8 @@ def descent_trainer(
         step=step,
         evaluate=attention_evaluate(config, keys, train_set, test_set, params, view),
         params_of=params_of,
-        limit=attention_limit(config, keys, train_set, test_set, params, view),
-    )
-
-
-def heads_evaluate(config: Config, keys: RunKeys, train_set: Dataset, test_set: Dataset | None, view) -> Callable:
-    """``Trainer.evaluate`` of the H-head model (``jaxbo.heads``); ``view``: values -> ``HeadParams``. Without
-    a test set, the final test metrics use the exact draw in span{e₁, e₂, every q_h and ν_h}."""
-
-    def evaluate(values, saturation_totals) -> Metrics:
-        params = view(values)
-        phi = config.normaliser
-        training = heads.train_metrics(params, train_set, saturation_totals, normaliser=phi)
-        if test_set is not None:
-            return assemble(training, heads.test_metrics(params, test_set, normaliser=phi))
-        vectors = jnp.concatenate([heads.queries(params), params.nu])
-        projected, coordinates = data_lib.sample_test_projected_span(keys.test, config, vectors)
-        count = config.heads
-        test_params = heads.HeadParams(p=coordinates[:count], nu=coordinates[count:])
-        return assemble(training, heads.test_metrics(test_params, projected, normaliser=phi))
-
-    return evaluate
-
-
-def heads_trainer(
-    config: Config, keys: RunKeys, params: heads.HeadParams, train_set: Dataset, test_set, optimizer
-) -> Trainer:
-    """Descent with ``optimizer`` (default ``optax.sgd(config.lr)``) on the H-head model's p_h (and W_h when
-    ``attention="trained"``, ν_h when ``train_head``) from ``params``; tokens of any width. The attention the
-    loop accumulates 𝔖 from is the heads' mean."""
-    optimizer = default_optimizer(config) if optimizer is None else optimizer
-    tokens, labels = train_set.tokens, train_set.labels
-
-    def step(values, opt_state):
-        current = dataclasses.replace(params, **values)
-        attention, _, gamma = heads.head_outputs(current, tokens, normaliser=config.normaliser)
-        if config.gradient == "analytic":
-            train_weights = config.attention == "trained"
-            grads = heads.grad_from_outputs(
-                current, tokens, labels, attention, gamma, train_weights, config.train_head, config.normaliser
-            )
-        else:
-            grads = heads.autodiff_grad(current, tokens, labels, config)
-        updates, opt_state = optimizer.update(grads, opt_state, values)
-        return optax.apply_updates(values, updates), opt_state, jnp.mean(attention, axis=0)
-
-    def params_of(values) -> heads.HeadParams:
-        return dataclasses.replace(params, **values)
-
-    values = heads.trainable(params, config)
-    return Trainer(
-        values=values,
-        opt_state=optimizer.init(values),
-        step=step,
-        evaluate=heads_evaluate(config, keys, train_set, test_set, params_of),
-        params_of=params_of,
+        # The t → ∞ limit is the one-head model's (``limit.not_covered`` refuses the variants first).
+        limit=None if heads else attention_limit(config, keys, train_set, test_set, params, view),
     )
 
 
@@ -148,10 +92,7 @@ def sample(keys: RunKeys, config: Config, width: int, log_history: bool):
 
 
 def start(keys: RunKeys, config: Config, width: int, train_set, test_set, optimizer) -> Trainer:
-    """The paper's model (``descent_trainer``), or, for ``Config.variant``, the H-head model (``heads_trainer``)."""
-    if config.variant:
-        params = heads.init_params(keys.weights, config, width)
-        return heads_trainer(config, keys, params, train_set, test_set, optimizer)
+    """``descent_trainer`` from ``model.init_params`` (a head axis for the variants)."""
     return descent_trainer(config, keys, init_params(keys.weights, config, width), train_set, test_set, optimizer)
 
 

@@ -16,7 +16,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxbo import heads
 from jaxbo import reduced as reduced_form
 from jaxbo.config import Config
 from jaxbo.engines import primal, reduced_paired
@@ -32,8 +31,8 @@ from jaxbo.engines.base import (
     attention_limit,
     attention_title,
 )
-from jaxbo.loss import token_weights, with_trainable
-from jaxbo.model import PRECISION, Params, head, init_params, normalise, token_scores
+from jaxbo.loss import score_weights, token_weights, with_trainable
+from jaxbo.model import PRECISION, Params, head_mean, init_params, normalise, token_scores
 
 
 def is_rotation_equivariant(optimizer: optax.GradientTransformation, dim: int = 6, steps: int = 4) -> bool:
@@ -88,95 +87,77 @@ def sample(keys: RunKeys, config: Config, width: int, log_history: bool):
     return train_set, test_set
 
 
-def heads_kernel_trainer(config: Config, keys: RunKeys, params: heads.HeadParams, train_set, test_set) -> Trainer:
-    """The H-head model (W = I) in kernel form: p_h = p_h⁽⁰⁾ + Xᵀα_h and ν_h = ν_h⁽⁰⁾ + Xᵀβ_h, so the logits are
-    Xp_h⁽⁰⁾ + Gα_h and the scores Xν_h⁽⁰⁾ + Gβ_h, and a step is α_h ← α_h − lr·w_h, β_h ← β_h − lr·v_h with the
-    weights of ``heads.weights_from``. One product of G with the (up to) 2H coefficient vectors per step: G is
-    read once per step for every query and every head."""
+def kernel_trainer(config: Config, keys: RunKeys, params: Params, train_set, test_set) -> Trainer:
+    """Gradient descent in kernel form, one head or H on a leading axis: p_h = p_h⁽⁰⁾ + Xᵀα_h (and, with a
+    trained head, ν_h = ν_h⁽⁰⁾ + Xᵀβ_h), so the logits are Xp_h⁽⁰⁾ + Gα_h and the scores Xν_h⁽⁰⁾ + Gβ_h with the
+    Gram matrix G = XXᵀ, and a step is α ← α − lr·w, β ← β − lr·v with the weights of ``loss.token_weights``
+    and ``loss.score_weights``: one (nT)² product a step (G read once for every query and head) instead of two
+    nT × width ones."""
     tokens = train_set.tokens
     n, T = tokens.shape[0], tokens.shape[1]
     flat = tokens.reshape(n * T, -1)
     gram = jnp.matmul(flat, flat.T, precision=PRECISION)
-    initial = jnp.matmul(jnp.concatenate([params.p, params.nu]), flat.T, precision=PRECISION)  # (2H, N)
-    count = config.heads
+    heads, count, train_head = params.p.ndim > 1, params.heads, config.train_head
+    shape = (count, n, T) if heads else (n, T)
+    if heads:
+        initial = jnp.matmul(jnp.concatenate([params.p, params.nu]), flat.T, precision=PRECISION)  # (2H, N)
+        initial_logits, initial_gamma = initial[:count], initial[count:]
+    else:
+        initial_logits, initial_gamma = jnp.matmul(flat, params.p, precision=PRECISION), token_scores(params, tokens)
 
     def outputs(values):
-        coefficients = values["p"] if "nu" not in values else jnp.concatenate([values["p"], values["nu"]])
-        moved = jnp.matmul(coefficients, gram, precision=PRECISION)  # G is symmetric: (αG)ᵀ = Gαᵀ
-        logits = initial[:count] + moved[:count]
-        gamma = initial[count:] + (moved[count:] if "nu" in values else 0.0)
-        return normalise(logits.reshape(count, n, T), config.normaliser), gamma.reshape(count, n, T)
+        if heads:
+            coefficients = jnp.concatenate([values["p"], values["nu"]]) if train_head else values["p"]
+            moved = jnp.matmul(coefficients, gram, precision=PRECISION)  # G is symmetric: (αG)ᵀ = Gαᵀ
+            moved_logits = moved[:count]
+        else:
+            moved_logits = jnp.matmul(gram, values["p"], precision=PRECISION)
+        gamma = initial_gamma + moved[count:] if train_head else initial_gamma
+        return normalise((initial_logits + moved_logits).reshape(shape), config.normaliser), gamma.reshape(shape)
 
     def step(values, opt_state):
         attention, gamma = outputs(values)
-        logit_weights, score_weights = heads.weights_from(train_set.labels, attention, gamma, config.normaliser)
-        updated = {"p": values["p"] - config.lr * logit_weights.reshape(count, -1)}
-        if "nu" in values:
-            updated["nu"] = values["nu"] - config.lr * score_weights.reshape(count, -1)
-        return updated, opt_state, jnp.mean(attention, axis=0)
+        weights = token_weights(train_set.labels, attention, gamma, config.normaliser)
+        updated = {"p": values["p"] - config.lr * weights.reshape(values["p"].shape)}
+        if train_head:
+            head_weights = score_weights(train_set.labels, attention, gamma)
+            updated["nu"] = values["nu"] - config.lr * head_weights.reshape(count, -1)
+        return updated, opt_state, head_mean(attention, heads)
 
-    def params_of(values) -> heads.HeadParams:
-        moved = {name: jnp.matmul(values[name], flat, precision=PRECISION) for name in values}
-        return heads.HeadParams(p=params.p + moved["p"], nu=params.nu + moved.get("nu", 0.0))
+    def lift(coefficients):  # Xᵀα, (width,) or (H, width)
+        if coefficients.ndim == 1:
+            return jnp.matmul(flat.T, coefficients, precision=PRECISION)
+        return jnp.matmul(coefficients, flat, precision=PRECISION)
 
-    values = {"p": jnp.zeros((count, n * T), jnp.float32)}
-    if config.train_head:
-        values["nu"] = jnp.zeros((count, n * T), jnp.float32)
+    def params_of(values) -> Params:
+        return with_trainable(params, {name: getattr(params, name) + lift(values[name]) for name in values})
+
+    def view(values):
+        return params_of(values), None
+
+    values = {"p": jnp.zeros(initial_logits.shape, jnp.float32)}
+    if train_head:
+        values["nu"] = jnp.zeros(initial_logits.shape, jnp.float32)
     return Trainer(
         values=values,
         opt_state=(),
         step=step,
-        evaluate=primal.heads_evaluate(config, keys, train_set, test_set, params_of),
-        params_of=params_of,
-    )
-
-
-def kernel_trainer(config: Config, keys: RunKeys, params: Params, train_set, test_set) -> Trainer:
-    """Gradient descent on α of p = p⁽⁰⁾ + Xᵀα: α ← α − lr·w with w the ``loss.token_weights``, logits
-    p⁽⁰⁾ᵀx + Gα with the Gram matrix G = XXᵀ: one (nT)² product a step instead of two nT × width ones."""
-    tokens = train_set.tokens
-    n, T = tokens.shape[0], tokens.shape[1]
-    flat = tokens.reshape(n * T, -1)
-    gram = jnp.matmul(flat, flat.T, precision=PRECISION)
-    initial_logits = jnp.matmul(flat, params.p, precision=PRECISION)
-    train_gamma = token_scores(params, tokens)
-
-    def step(alpha, opt_state):
-        logits = (initial_logits + jnp.matmul(gram, alpha["p"], precision=PRECISION)).reshape(n, T)
-        attention = normalise(logits, config.normaliser)
-        weights = token_weights(train_set.labels, attention, train_gamma, config.normaliser)
-        return {"p": alpha["p"] - config.lr * weights.reshape(-1)}, opt_state, attention
-
-    def params_of(alpha) -> Params:
-        return with_trainable(params, {"p": params.p + jnp.matmul(flat.T, alpha["p"], precision=PRECISION)})
-
-    def view(alpha):
-        return params_of(alpha), None
-
-    return Trainer(
-        values={"p": jnp.zeros(n * T, jnp.float32)},
-        opt_state=(),
-        step=step,
         evaluate=attention_evaluate(config, keys, train_set, test_set, params, view),
         params_of=params_of,
-        limit=attention_limit(config, keys, train_set, test_set, params, view),
+        # The t → ∞ limit is the one-head model's (``limit.not_covered`` refuses the variants first).
+        limit=None if heads else attention_limit(config, keys, train_set, test_set, params, view),
     )
 
 
 def start(keys: RunKeys, config: Config, width: int, train_set, test_set, optimizer) -> Trainer:
     """The kernel form with plain gradient descent and the analytic gradient; else descent on p itself in
     the reduced coordinates (another optimizer, the autodiff gradient). The variants (``Config.variant``: heads,
-    a trained head, a random start) likewise, on ``HeadParams``: every update is a combination of training
-    tokens, so p_h − p_h⁽⁰⁾ and ν_h − ν_h⁽⁰⁾ stay in their span (docs/exact_reduction.md, "Variants")."""
-    plain = optimizer is None and config.gradient == "analytic"
-    if config.variant:
-        nu = jnp.broadcast_to(head(config, width) / config.heads, (config.heads, width))
-        params = heads.HeadParams(p=reduced_form.random_start(keys.weights, config), nu=nu)
-        if plain:
-            return heads_kernel_trainer(config, keys, params, train_set, test_set)
-        return primal.heads_trainer(config, keys, params, train_set, test_set, optimizer)
+    a trained head, a random start) carry a head axis: every update is a combination of training tokens, so
+    p_h − p_h⁽⁰⁾ and ν_h − ν_h⁽⁰⁾ stay in their span (docs/exact_reduction.md, "Variants")."""
     params = init_params(keys.weights, config, width)
-    if plain:
+    if config.variant:  # p⁽⁰⁾ in the reduced coordinates, not a d-dimensional draw
+        params = Params(p=reduced_form.random_start(keys.weights, config), nu=params.nu)
+    if optimizer is None and config.gradient == "analytic":
         return kernel_trainer(config, keys, params, train_set, test_set)
     return primal.descent_trainer(config, keys, params, train_set, test_set, optimizer)
 
