@@ -135,7 +135,7 @@ def check_fits(config: Config, engine, width: int, log_history: bool, backend: B
     needed = per_run * at_once + overhead
     if backend.memory_bytes is None or needed <= backend.memory_bytes:
         return
-    size, what, remedy = engine.size_words(config, width)
+    size, what, remedy = engine.size_words(config, width, engine.name)
     remedy = _what_fits(config, engine, width, log_history, backend.memory_bytes - overhead, at_once) + remedy
     if at_once > 1:
         where = (

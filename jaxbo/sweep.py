@@ -430,7 +430,7 @@ def _open_store(checkpoint, plan: Plan, config: Config, base_key, optimizer, his
             "config": config_fingerprint(config),
             "seeds": plan.seeds,
             "key": _key_identity(base_key),
-            "engine": plan.engine.name,
+            "engine": plan.engine.store_name,
             "histories": histories,
             "optimizer": "sgd(config.lr)" if optimizer is None else f"custom {type(optimizer).__name__}",
             "plan": [group.describe() for group in plan.groups],

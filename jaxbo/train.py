@@ -15,7 +15,6 @@ import numpy as np
 import optax
 
 from jaxbo import data as data_lib
-from jaxbo import encoder as encoder_lib
 from jaxbo import engines
 from jaxbo import limit as limit_lib
 from jaxbo.config import SWEEPABLE, Config, with_traced
@@ -57,6 +56,7 @@ class Run:
         keep_data=True)``, e.g. for ``plot.selected_tokens``), else None.
       limit: the run's t → ∞ limit (``jaxbo.limit.Limit``: max-margin token selection, certified) when asked
         for (``simulate(..., limit=True)``), else None.
+      coordinates: which coordinates ``params`` live in, in words (``Engine.describe``).
     """
 
     params: Params
@@ -66,30 +66,7 @@ class Run:
     engine: str = "primal"
     data: tuple[data_lib.Dataset, data_lib.Dataset] | None = None
     limit: limit_lib.Limit | None = None
-
-    @property
-    def coordinates(self) -> str:
-        """Which coordinates ``params`` live in, in words."""
-        if isinstance(self.params, encoder_lib.EncoderParams):
-            return f"primal: encoder of width d = {self.params.d}, MLP width {self.params.mlp_width}"
-        if isinstance(self.params, Params) and self.params.p.ndim > 1:
-            count, width = self.params.p.shape[-2:]
-            return f"{self.engine}: {count} head(s) × {width} coordinates (p and ν stacked over heads)"
-        if not isinstance(self.params, Params):  # a model of its own (docs/architecture.md, "How to add a model")
-            return f"{self.engine}: {type(self.params).__name__}"
-        width = self.params.p.shape[-1]
-        if self.engine == "reduced_kernel":
-            return (
-                f"reduced_kernel: p in {width} coordinates (e₁, e₂, then a frame of W₀'s image of the training "
-                f"span), W ({width} × {self.params.W.shape[-1]}) from those to the tokens' 2 + n·T coordinates and "
-                "the ones a Gaussian W₀ reads outside them"
-            )
-        if self.engine == "reduced":
-            return (
-                f"reduced: {width} coordinates (e₁, e₂, then an orthonormal basis of the training noise's span); "
-                "use jaxbo.reduced.lift for a d-vector"
-            )
-        return f"primal: R^{width}"
+    coordinates: str = ""
 
     def __repr__(self) -> str:
         final = self.final
@@ -109,7 +86,7 @@ class Run:
 
 
 jax.tree_util.register_dataclass(
-    Run, data_fields=["params", "history", "final", "log_steps", "data", "limit"], meta_fields=["engine"]
+    Run, data_fields=["params", "history", "final", "log_steps", "data", "limit"], meta_fields=["engine", "coordinates"]
 )
 
 
@@ -189,6 +166,7 @@ def run(
         engine=engine.name,
         data=data,
         limit=limit_metrics,
+        coordinates=engine.describe(params),
     )
 
 

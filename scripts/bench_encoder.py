@@ -94,7 +94,7 @@ def main() -> None:
     total_bytes = sum(traffic_per_step(ENCODER, d) * ENCODER.steps for d in PAPER_GRID["d"]) * 39
     gpu = memory.Backend(platform="gpu", device_count=1, memory_bytes=80 << 30)
     axes = plan.validate_grid(PAPER_GRID, ENCODER)
-    planned = plan.make_plan(axes, ENCODER, seeds=1, engine="primal", histories=False, backend=gpu)
+    planned = plan.make_plan(axes, ENCODER, seeds=1, engine="encoder", histories=False, backend=gpu)
     chunks = {group.width: group.chunk_size for group in planned.groups}
     gpu_compute = {e: total_flops / (H100_FP32_FLOPS * e) for e in GPU_EFFICIENCIES}
     gpu_memory = {e: total_bytes / (H100_BYTES_PER_S * e) for e in (0.5, 0.8)}

@@ -18,4 +18,4 @@ def test_dry_run_passes_its_checks_and_writes_one_row_per_benchmark(tmp_path):
     rows = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line][1:]
     labels = ["| reduced, W = I", "| reduced, paired (one Gram matrix per key)", "| kernel, W and p trained (Figure 5)"]
     assert [row.split(" | ")[0] for row in rows] == [*labels, "| encoder slice"]
-    assert [row.split(" | ")[2] for row in rows] == ["reduced", "reduced", "kernel", "primal"]
+    assert [row.split(" | ")[2] for row in rows] == ["reduced", "reduced", "kernel", "encoder"]

@@ -220,7 +220,7 @@ def test_simulate_and_sweep_run_the_encoder_with_the_same_numbers(config):
     assert [group["width"] for group in result.metadata["plan"]["groups"]] == [D + 4]
     coordinates = {"d": D + 4, "signal_norm": 8.0}
     alone = jaxbo.simulate(jaxbo.sweep_module.run_key(5, 1, coordinates), config.replace(**coordinates))
-    assert alone.coordinates.startswith("primal: encoder")
+    assert alone.coordinates.startswith("encoder: width d = ")
     assert alone.history.train_loss.shape == (config.n_logs,)
     for name in ("p_norm", "cos_mu1", "saturation_clean"):
         assert np.isnan(getattr(alone.final, name)).all(), name
@@ -249,9 +249,9 @@ def test_plan_gives_each_d_its_own_unpadded_group_sized_by_memory(config):
     big = config.replace(mlp_width=2000, n_test=1000)
     axes = {"d": np.array([250, 1000, 2000]), "signal_norm": np.array([5.0, 20.0])}
     gpu = memory.Backend(platform="gpu", device_count=1, memory_bytes=80 << 30)
-    planned = plan.make_plan(axes, big, seeds=10, engine="primal", histories=False, backend=gpu)
+    planned = plan.make_plan(axes, big, seeds=10, engine="encoder", histories=False, backend=gpu)
     assert [group.width for group in planned.groups] == [250, 1000, 2000]
-    per_run = [plan.bytes_per_run(big, "primal", width, False) for width in (250, 1000, 2000)]
+    per_run = [plan.bytes_per_run(big, "encoder", width, False) for width in (250, 1000, 2000)]
     assert per_run[2] > 4 * 3 * encoder.parameter_count(2000, 2000)  # parameters ×3 and data
     for group, size in zip(planned.groups, per_run, strict=True):
         assert group.chunk_size * size <= 0.5 * (80 << 30) or group.chunk_size == 1
@@ -337,10 +337,18 @@ def test_deeper_encoders_train_through_sweep_and_are_planned_by_their_size(confi
     assert run.params.layers == 2 and np.isfinite(run.final.train_loss)
     result = jaxbo.sweep({"d": [D]}, seeds=2, config=deep, progress=False)
     assert result.final["train_loss"].shape == (1, 2)
-    assert plan.bytes_per_run(deep, "primal", 512, False) > plan.bytes_per_run(config, "primal", 512, False)
+    assert plan.bytes_per_run(deep, "encoder", 512, False) > plan.bytes_per_run(config, "encoder", 512, False)
     gpu = memory.Backend(platform="gpu", device_count=1, memory_bytes=1 << 30)
     with pytest.raises(ValueError, match=r"Config\.d = 4000 with Config\.mlp_width = .* and Config\.layers = 6"):
-        plan.check_fits(config.replace(layers=6, mlp_width=2000), "primal", 4000, False, gpu)
+        plan.check_fits(config.replace(layers=6, mlp_width=2000), "encoder", 4000, False, gpu)
     with pytest.raises(ValueError, match=r"Config\.layers = 0 is out of range"):
         config.replace(layers=0)
     assert "2-layer Transformer encoder" in jaxbo.plot.model_name(deep)
+
+
+def test_the_encoder_engine_is_named_for_what_it_is_and_answers_to_its_old_name():
+    config = jaxbo.Config(model="encoder", mlp_width=8, d=8, n_train=4, T=4, n_test=8, steps=2, log_every=1)
+    assert engines.resolve(config, None, "auto").name == "encoder"
+    with pytest.warns(DeprecationWarning, match="now engine = 'encoder'"):
+        assert engines.resolve(config, None, "primal") is engines.resolve(config, None, "encoder")
+    assert engines.resolve(config, None, "encoder").store_name == "primal"  # stores written by 0.4 resume

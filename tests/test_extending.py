@@ -15,7 +15,7 @@ from test_reduced import exact_reduction
 
 import jaxbo
 from jaxbo import config as config_lib
-from jaxbo import data, engines, train
+from jaxbo import data, engines, memory, train
 from jaxbo import loss as loss_lib
 from jaxbo import model as model_lib
 
@@ -66,6 +66,10 @@ def test_a_new_engine_is_refused_where_it_is_not_exact_and_can_be_registered(pla
     assert engines.resolve(SMALL, None, "plain", registry) is plain
     assert engines.resolve(SMALL, None, "auto", registry) is plain  # first in the registry and exact
     assert engines.resolve(SMALL.replace(attention="fixed"), None, "auto", registry).name == "kernel"
+    # A memory refusal names the engine that refused, though it borrows the primal engine's words.
+    tiny = memory.Backend(platform="gpu", device_count=1, memory_bytes=2**20)
+    with pytest.raises(ValueError, match=r"for one plain run"):
+        memory.check_fits(SMALL.replace(d=4000), plain, 4000, True, tiny)
 
 
 def numpy_descent(config, key, width):

@@ -10,17 +10,18 @@ import jax
 import pytest
 
 import jaxbo
-from jaxbo import plan, train
+from jaxbo import engines, plan, train
 
-#: (label, Config fields, engine): every engine and model whose runs the plan sizes.
+#: (label, Config fields, engine): every registered engine (``test_every_registered_engine_has_a_case`` holds
+#: the list to ``engines.REGISTRY``) at the settings whose runs the plan sizes.
 CASES = [
     ("primal, W = I", {"attention": "identity"}, "primal"),
     ("primal, W trained", {"attention": "trained"}, "primal"),
     ("kernel, W trained", {"attention": "trained"}, "kernel"),
     ("reduced kernel, W trained", {"attention": "trained", "weight_init": "gaussian"}, "reduced_kernel"),
     ("reduced", {"attention": "identity"}, "reduced"),
-    ("encoder", {"model": "encoder", "mlp_width": 256}, "primal"),
-    ("encoder, 3 layers", {"model": "encoder", "mlp_width": 256, "layers": 3}, "primal"),
+    ("encoder", {"model": "encoder", "mlp_width": 256}, "encoder"),
+    ("encoder, 3 layers", {"model": "encoder", "mlp_width": 256, "layers": 3}, "encoder"),
     (
         "reduced, 4 heads, trained head, random start",
         {"heads": 4, "train_head": True, "query_init_std": 0.1},
@@ -28,6 +29,14 @@ CASES = [
     ),
     ("primal, 2 heads, W trained", {"heads": 2, "attention": "trained", "train_head": True}, "primal"),
 ]
+
+
+def test_every_registered_engine_has_a_case():
+    covered = {(fields.get("model", "attention"), engine) for _, fields, engine in CASES}
+    for engine in engines.REGISTRY:
+        assert (engine.model, engine.name) in covered, f"the {engine.name} engine has no case in tests/test_memory.py"
+    for label, fields, engine in CASES:  # and each case runs the engine it names, exactly
+        assert not engines.lookup(fields.get("model", "attention"), engine).reasons(jaxbo.Config(**fields), None), label
 
 
 def xla_bytes(config: jaxbo.Config, engine: str, log_history: bool) -> int:

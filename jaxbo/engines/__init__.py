@@ -8,6 +8,8 @@ passed as ``engine=`` to ``simulate``, ``make_run`` and ``sweep`` without regist
 
 from __future__ import annotations
 
+import warnings
+
 from jaxbo.config import Config
 from jaxbo.engines import encoder, kernel, primal, reduced, reduced_kernel
 from jaxbo.engines.base import Engine, RunKeys, SharedStep, Trainer
@@ -28,8 +30,10 @@ AUTO = "auto"
 
 
 def names(registry: tuple[Engine, ...] = REGISTRY) -> tuple[str, ...]:
-    """Every name ``engine=`` accepts: ``"auto"`` and the registered engines' names, in registry order."""
-    return (AUTO, *dict.fromkeys(engine.name for engine in registry))
+    """Every name ``engine=`` accepts: ``"auto"`` and the registered engines' names (and former names), in
+    registry order."""
+    every = (name for engine in registry for name in (engine.name, *engine.former_names))
+    return (AUTO, *dict.fromkeys(every))
 
 
 def for_model(model: str, registry: tuple[Engine, ...] = REGISTRY) -> tuple[Engine, ...]:
@@ -43,6 +47,15 @@ def lookup(model: str, name: str, registry: tuple[Engine, ...] = REGISTRY) -> En
         raise ValueError(f"engine = {name!r} is unknown: allowed values are {names(registry)}")
     for engine in for_model(model, registry):
         if engine.name == name:
+            return engine
+    for engine in for_model(model, registry):
+        if name in engine.former_names:
+            warnings.warn(
+                f"engine = {name!r} for Config.model = {model!r} is now engine = {engine.name!r}; the old name goes "
+                "in 0.6",
+                DeprecationWarning,
+                stacklevel=3,
+            )
             return engine
     available = tuple(engine.name for engine in for_model(model, registry))
     raise ValueError(

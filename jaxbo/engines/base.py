@@ -124,7 +124,8 @@ class Engine:
       bytes_per_run: ``(config, width, log_history) -> int``, peak bytes of one run (an upper bound of XLA's
         figure, held to 1–2× of it by tests/test_memory.py).
       step_bytes: ``(config, width) -> int``, bytes one step reads (the CPU plan keeps a batch's in cache).
-      size_words: ``(config, width) -> (size, what, remedy)``, the words of a memory refusal.
+      size_words: ``(config, width, name) -> (size, what, remedy)``, the words of a memory refusal by the engine
+        called ``name`` (the one that refused, so engines can share the function).
       max_width: the largest width its indexing allows (None: no limit).
       title: ``config -> str``, the model in words for figure titles (``plot.model_name``); None: its name.
       shared_step: how it steps a paired sweep's runs of one key together (``SharedStep``); None: it pairs
@@ -137,6 +138,11 @@ class Engine:
         engine that does not know it. Opt-in: an engine that declares nothing runs only the defaults.
       cpu_batch: the fewest runs per device in a CPU batch, where an engine measured that batches the cache
         rule makes smaller (``step_bytes`` above ``plan.CACHE_BYTES``) are bound by per-operation overhead.
+      former_names: names the engine had in earlier releases: ``engine=`` still accepts them (for one release,
+        with a ``DeprecationWarning``) and checkpoints keep the first (``store_name``), so stores written before
+        a rename resume.
+      coordinates: ``params -> str``, which coordinates a run's parameters live in, in words, from their shapes
+        alone (``Run.coordinates``); None: the engine's name and the parameters' type.
     """
 
     name: str
@@ -150,13 +156,15 @@ class Engine:
     start: Callable
     bytes_per_run: Callable[[Config, int, bool], int]
     step_bytes: Callable[[Config, int], int]
-    size_words: Callable[[Config, int], tuple[str, str, str]]
+    size_words: Callable[[Config, int, str], tuple[str, str, str]]
     max_width: int | None = None
     title: Callable[[Config], str] | None = None
     shared_step: SharedStep | None = None
     limit: bool = False
     settings: frozenset[str] = frozenset()
     cpu_batch: int = 1
+    coordinates: Callable[[Any], str] | None = None
+    former_names: tuple[str, ...] = ()
 
     def __post_init__(self):
         if self.padding not in ("free", "zeros", "none"):
@@ -187,6 +195,16 @@ class Engine:
             return [f"the {self.name} engine has no shared step for paired runs"]
         return self.shared_step.not_shared(config, optimizer)
 
+    @property
+    def store_name(self) -> str:
+        """The name a checkpoint's fingerprint records: the first former name, else ``name``."""
+        return self.former_names[0] if self.former_names else self.name
+
+    def describe(self, params) -> str:
+        """Which coordinates ``params`` (a run's final parameters) live in, in words, prefixed by the engine."""
+        words = type(params).__name__ if self.coordinates is None else self.coordinates(params)
+        return f"{self.name}: {words}"
+
     def traced_d(self, d) -> np.ndarray:
         """d as this engine's traced argument (0-d array of ``d_dtype``)."""
         return np.asarray(d, self.d_dtype)
@@ -206,6 +224,15 @@ def attention_title(config: Config) -> str:
     if config.normaliser != "softmax":
         name = f"{config.normaliser} {name}"
     return f"{name} ({', '.join(parts)})"
+
+
+def attention_coordinates(params: Params, space: str) -> str:
+    """``Engine.coordinates`` of an attention engine whose p lives in ``space`` (words with ``{width}``), with the
+    head axis named where the variants carry one."""
+    width = params.p.shape[-1]
+    if params.p.ndim > 1:
+        return f"{params.p.shape[-2]} head(s) × {space.format(width=width)} (p and ν stacked over heads)"
+    return space.format(width=width)
 
 
 def attention_evaluate(

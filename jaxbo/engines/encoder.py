@@ -1,8 +1,9 @@
 """The encoder's engine (``Config.model = "encoder"``): the appendix's one-layer Transformer encoder
 (``jaxbo.encoder``), every parameter trained by an optax optimizer on ``jax.grad`` of the loss.
 
-Named ``"primal"``, as it works on d-dimensional tokens; it is the encoder's only engine (its LayerNorms, GELU
-and dense Q, K, V have no reduced or kernel form). Never padded: LayerNorm averages over the d features and the
+Named ``"encoder"`` (until 0.5 ``"primal"``, which ``engine=`` still accepts for it for one release, and which
+its checkpoints keep); it is the encoder's only engine (its LayerNorms, GELU and dense Q, K, V have no reduced
+or kernel form). Never padded: LayerNorm averages over the d features and the
 attention scale is d^(−1/2), so zero columns would change the function.
 """
 
@@ -74,12 +75,12 @@ def step_bytes(config: Config, width: int) -> int:
     return 4 * encoder_model.parameter_count(width, config.mlp_width, config.layers)
 
 
-def size_words(config: Config, width: int) -> tuple[str, str, str]:
+def size_words(config: Config, width: int, engine: str) -> tuple[str, str, str]:
     parameters = encoder_model.parameter_count(width, config.mlp_width, config.layers)
     layers = f" and Config.layers = {config.layers}" if config.layers > 1 else ""
     return (
         f"Config.d = {width} with Config.mlp_width = {config.mlp_width}{layers}",
-        f"one encoder run (its {parameters:,} parameters, their gradient and a {config.n_test}-sample test set)",
+        f"one {engine} run (its {parameters:,} parameters, their gradient and a {config.n_test}-sample test set)",
         "The encoder has no reduced form: use a smaller d, mlp_width or n_test.",
     )
 
@@ -91,7 +92,8 @@ def title(config: Config) -> str:
 
 
 ENGINE = Engine(
-    name="primal",
+    name="encoder",
+    former_names=("primal",),
     model="encoder",
     summary="the one-layer Transformer encoder on d-dimensional tokens, every parameter trained",
     not_exact=lambda config, optimizer: [],
@@ -107,4 +109,5 @@ ENGINE = Engine(
     title=title,
     # attention and gradient are the attention model's and do not change the encoder (Config's docstring).
     settings=frozenset({"mlp_width", "layers", "attention", "gradient"}),
+    coordinates=lambda params: f"width d = {params.d}, MLP width {params.mlp_width}",
 )

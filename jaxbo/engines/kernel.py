@@ -97,10 +97,6 @@ def step_bytes(config: Config, width: int) -> int:
     return 3 * 4 * tokens * tokens
 
 
-def size_words(config: Config, width: int) -> tuple[str, str, str]:
-    return primal.size_words(config, width, engine="kernel")
-
-
 ENGINE = Engine(
     name="kernel",
     model="attention",
@@ -113,9 +109,10 @@ ENGINE = Engine(
     start=start,
     bytes_per_run=bytes_per_run,
     step_bytes=step_bytes,
-    size_words=size_words,
+    size_words=primal.size_words,
     max_width=MAX_PRIMAL_WIDTH,
     title=attention_title,
     limit=True,
     settings=ATTENTION_SETTINGS,
+    coordinates=lambda params: f"R^{params.p.shape[-1]} (p and W = W₀ + W₀XᵀAX rebuilt from the kernel form's β, A)",
 )

@@ -19,6 +19,7 @@ from jaxbo.engines.base import (
     Engine,
     RunKeys,
     Trainer,
+    attention_coordinates,
     attention_evaluate,
     attention_limit,
     attention_title,
@@ -111,8 +112,8 @@ def step_bytes(config: Config, width: int) -> int:
     return 4 * config.n_train * config.T * width
 
 
-def size_words(config: Config, width: int, engine: str = "primal") -> tuple[str, str, str]:
-    """The words of a memory refusal for a run with d-wide arrays (this engine's, or ``engine``'s)."""
+def size_words(config: Config, width: int, engine: str) -> tuple[str, str, str]:
+    """The words of a memory refusal for a run of the engine called ``engine`` with d-wide arrays."""
     what = f"one {engine} run"
     if config.attention != "identity":
         # The reduced engine would change the model (W = I): only d can give.
@@ -141,4 +142,5 @@ ENGINE = Engine(
     title=attention_title,
     limit=True,
     settings=ATTENTION_SETTINGS,
+    coordinates=lambda params: attention_coordinates(params, "R^{width}"),
 )

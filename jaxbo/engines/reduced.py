@@ -27,6 +27,7 @@ from jaxbo.engines.base import (
     RunKeys,
     SharedStep,
     Trainer,
+    attention_coordinates,
     attention_evaluate,
     attention_limit,
     attention_title,
@@ -178,8 +179,8 @@ def step_bytes(config: Config, width: int) -> int:
     return 4 * tokens * tokens
 
 
-def size_words(config: Config, width: int, engine: str = "reduced") -> tuple[str, str, str]:
-    """The words of a memory refusal for a run whose size is set by n·T (this engine's, or ``engine``'s)."""
+def size_words(config: Config, width: int, engine: str) -> tuple[str, str, str]:
+    """The words of a memory refusal for a run of the engine called ``engine``, whose size is set by n·T."""
     N = config.n_train * config.T
     return f"Config.n_train · Config.T = {N}", f"one {engine} run", "Use a smaller n_train, T or n_test."
 
@@ -200,6 +201,11 @@ ENGINE = Engine(
     title=attention_title,
     limit=True,
     settings=ATTENTION_SETTINGS,
+    coordinates=lambda params: attention_coordinates(
+        params,
+        "{width} coordinates (e₁, e₂, then an orthonormal basis of the training noise's span); use jaxbo.reduced.lift "
+        "for a d-vector",
+    ),
     shared_step=SharedStep(
         start=functools.partial(reduced_paired.start, sample=sample),
         not_shared=reduced_paired.not_shared,

@@ -9,7 +9,6 @@ costs what a run at d ≈ 2nT does (docs/exact_reduction.md, "Trained W at any d
 from __future__ import annotations
 
 import dataclasses
-import functools
 
 import jax.numpy as jnp
 import numpy as np
@@ -89,11 +88,16 @@ ENGINE = Engine(
     start=start,
     bytes_per_run=bytes_per_run,
     step_bytes=kernel.step_bytes,
-    size_words=functools.partial(reduced.size_words, engine="reduced kernel"),
+    size_words=reduced.size_words,
     title=attention_title,
     limit=True,
     settings=ATTENTION_SETTINGS,
     # Its (nT)² matrices make the cache rule's batch 1 run a device; 8 ran the paper's Figure-5 grid 1.3×
     # faster on 2 Zen-4 cores (13 s against 17 s steady, docs/benchmarks.md).
     cpu_batch=8,
+    coordinates=lambda params: (
+        f"p in {params.p.shape[-1]} coordinates (e₁, e₂, then a frame of W₀'s image of the training span), W "
+        f"({params.p.shape[-1]} × {params.W.shape[-1]}) from those to the tokens' 2 + n·T coordinates and the ones "
+        "a Gaussian W₀ reads outside them"
+    ),
 )
