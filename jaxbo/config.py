@@ -70,7 +70,7 @@ class Config:
         softmax's.
       gradient: ``"analytic"`` (the closed form of docs/model.md §4, the paper's object) or ``"autodiff"`` (jax.grad).
       model: ``"attention"`` (f(X) = νᵀXᵀsoftmax(XWᵀp), the paper's model) or ``"encoder"`` (the appendix's
-        one-layer Transformer encoder, ``jaxbo.encoder``: every parameter trained by ``jax.grad``, so
+        one-layer Transformer encoder, ``jaxbo.encoder_model``: every parameter trained by ``jax.grad``, so
         ``attention`` and ``gradient`` do not apply to it).
       mlp_width: width of the encoder's GELU MLP (2000 in the paper; 0: no MLP branch). Unused by the
         attention model.

@@ -46,12 +46,12 @@ class Run:
       params: final parameters, in the engine's coordinates (``coordinates`` says which). With the reduced
         engine ``params.p`` has 2 + n_train·T entries: p on e₁, e₂ (so on μ₁, μ₂), then on an orthonormal basis
         of the training noise's span. Every metric, ‖p‖ and cos(p, μ_c) are the same as in R^d;
-        ``jaxbo.reduced.lift(run.params.p, key, d)`` gives a d-vector with the same joint law as p.
+        ``jaxbo.reduced_form.lift(run.params.p, key, d)`` gives a d-vector with the same joint law as p.
       history: ``Metrics`` recorded after steps log_every, 2·log_every, …, steps; fields (n_logs, …).
       final: ``Metrics`` after the last step (equals the last row of ``history``).
       log_steps: (n_logs,) int32, the step count at each history row.
       engine: the engine's name: ``"primal"`` (d-dimensional tokens), ``"reduced"`` (exact 2 + nT
-        representation), ``"kernel"`` (W and p in kernel form, ``jaxbo.kernel``), or another registered one.
+        representation), ``"kernel"`` (W and p in kernel form, ``jaxbo.kernel_form``), or another registered one.
       data: (training set, test set) in the engine's coordinates when asked for (``simulate(...,
         keep_data=True)``, e.g. for ``plot.selected_tokens``), else None.
       limit: the run's t → ∞ limit (``jaxbo.limit.Limit``: max-margin token selection, certified) when asked
@@ -124,7 +124,7 @@ def train_from(
     config: Config, trainer: Trainer, train_set: data_lib.Dataset, *, log_history: bool = True
 ) -> tuple[object, Metrics | None, Metrics]:
     """(final parameters, history or None, final ``Metrics``): ``descend`` for a trainer built by hand, e.g. an
-    engine's ``descent_trainer`` or ``kernel_trainer`` from given parameters and data."""
+    engine's ``descent_trainer``, ``gram_trainer`` or ``kernel_trainer`` from given parameters and data."""
     values, history, final = descend(config, trainer, train_set, log_history=log_history)
     return trainer.params_of(values), history, final
 
@@ -259,7 +259,7 @@ def simulate(
     """Train the paper's model once: sample data, run gradient descent from p = 0, record metrics.
 
     With ``Config(model="encoder")`` the model is the appendix's one-layer Transformer encoder
-    (``jaxbo.encoder``): every parameter trained from PyTorch's default initialisation, ``Run.params`` an
+    (``jaxbo.encoder_model``): every parameter trained from PyTorch's default initialisation, ``Run.params`` an
     ``EncoderParams``, the metrics that belong to p NaN (``Metrics``).
 
     Args:
@@ -268,8 +268,8 @@ def simulate(
       optimizer: any ``optax.GradientTransformation``; default ``optax.sgd(config.lr)``. Pass the same object
         again to reuse the compiled program.
       engine: ``"primal"`` (d-dimensional tokens), ``"reduced"`` (the exact 2 + n_train·T representation,
-        equal in distribution; see ``jaxbo.reduced``), ``"kernel"`` (W and p trained in kernel form: the same
-        iterates as primal, O((nT)²) per step; ``jaxbo.kernel``), ``"auto"`` (the cheapest exact one, see
+        equal in distribution; see ``jaxbo.reduced_form``), ``"kernel"`` (W and p trained in kernel form: the same
+        iterates as primal, O((nT)²) per step; ``jaxbo.kernel_form``), ``"auto"`` (the cheapest exact one, see
         ``jaxbo.engines.resolve``) or an ``Engine`` object. ``Run.engine`` records the choice.
       keep_data: also return the training and test sets (``Run.data``), e.g. for ``plot.selected_tokens``.
       limit: also compute the run's t → ∞ limit (``Run.limit``, ``jaxbo.limit``): the attention SVM of the
@@ -280,7 +280,7 @@ def simulate(
     Returns:
       A ``Run`` with final parameters, metric histories (n_logs rows) and final metrics. With the reduced
       engine, ``params`` live in the 2 + n_train·T coordinates (``Run.coordinates``; p[0], p[1] on e₁, e₂;
-      ‖p‖ preserved); ``jaxbo.reduced.lift`` maps them to R^d.
+      ‖p‖ preserved); ``jaxbo.reduced_form.lift`` maps them to R^d.
     """
     config = Config() if config is None else config
     engine = checked_engine(config, optimizer, engine, log_history=True, limit=limit)

@@ -22,7 +22,7 @@ import numpy as np  # noqa: E402
 from _bench import machine, timed, write_section  # noqa: E402
 
 import jaxbo  # noqa: E402
-from jaxbo import encoder, memory, plan  # noqa: E402
+from jaxbo import encoder_model, memory, plan  # noqa: E402
 
 PAPER_GRID = {"d": [250 + 125 * i for i in range(39)], "signal_norm": [5 + 2.5 * i for i in range(39)]}
 ENCODER = jaxbo.Config(model="encoder", mlp_width=2000)
@@ -40,7 +40,7 @@ TRAFFIC_COPIES = 6
 
 def traffic_per_step(config: jaxbo.Config, d: int) -> int:
     """Bytes of weights one training step moves at width d (``TRAFFIC_COPIES`` float32 copies)."""
-    return TRAFFIC_COPIES * 4 * encoder.parameter_count(d, config.mlp_width)
+    return TRAFFIC_COPIES * 4 * encoder_model.parameter_count(d, config.mlp_width)
 
 
 def seconds(d: int, steps: int) -> float:
@@ -56,8 +56,8 @@ def seconds(d: int, steps: int) -> float:
 
 
 def grid_flops(config: jaxbo.Config, grid: dict) -> float:
-    """Training FLOPs of a (d, ‖μ‖) grid, one seed per cell (``encoder.flops_per_step``)."""
-    return sum(encoder.flops_per_step(config, d) * config.steps for d in grid["d"]) * len(grid["signal_norm"])
+    """Training FLOPs of a (d, ‖μ‖) grid, one seed per cell (``encoder_model.flops_per_step``)."""
+    return sum(encoder_model.flops_per_step(config, d) * config.steps for d in grid["d"]) * len(grid["signal_norm"])
 
 
 def every_token_flops(config: jaxbo.Config, d: int) -> int:
@@ -78,7 +78,7 @@ def main() -> None:
         step = (long - short) / (LONG - SHORT)  # every device runs one run: per-run step time
         overhead = short - SHORT * step
         per_run[d] = (overhead + ENCODER.steps * step) / devices  # machine seconds per run, devices in parallel
-        flops = encoder.flops_per_step(ENCODER, d)
+        flops = encoder_model.flops_per_step(ENCODER, d)
         rates.append(flops * devices / step)
         bandwidth = traffic_per_step(ENCODER, d) * devices / step
         rows.append(
@@ -111,7 +111,7 @@ Machine: {machine()}. No accelerator was lent to this session, so only CPU timin
 steady state (compile excluded), through `jaxbo.sweep` with one run per device ({devices} devices in parallel).
 Per step and per-run overhead (sampling, the final test evaluation) come from runs of {SHORT} and {LONG} steps;
 FLOPs per step count the matrix products of the [CLS]-only forward pass ×3 for the backward
-(`encoder.flops_per_step`); the rate is for all devices together.
+(`encoder_model.flops_per_step`); the rate is for all devices together.
 
 {header}
 |---|---|---|---|---|---|---|---|
@@ -120,7 +120,7 @@ FLOPs per step count the matrix products of the [CLS]-only forward pass ×3 for 
 **The paper's 39 × 39 grid, one seed** (1521 runs, d = 250 … 5000): {total_flops / 1e15:.2f} PFLOP of training.
 - On this machine, from the a + b·d + c·d² fit of the machine time per run: **{cpu_grid / 3600:.1f} h**.
 - A step is memory-bound: each weight matrix meets only n = 20 rows, so a step moves about
-  {TRAFFIC_COPIES} float32 copies of the {encoder.parameter_count(2000, 2000) / 1e6:.0f} M parameters
+  {TRAFFIC_COPIES} float32 copies of the {encoder_model.parameter_count(2000, 2000) / 1e6:.0f} M parameters
   (at d = 2000) for 2 × 3 × 20 FLOPs per weight; the last column is that traffic over the step time.
 - On one H100 SXM (80 GB), **estimated, not measured**: the grid moves {total_bytes / 1e15:.2f} PB of weights,
   {gpu_memory[0.8] / 60:.0f}–{gpu_memory[0.5] / 60:.0f} min at 80–50 % of its
@@ -133,8 +133,8 @@ FLOPs per step count the matrix products of the [CLS]-only forward pass ×3 for 
   {len(planned.groups)} compiles: one per d, as the encoder is never padded).
 - Evaluating every token's query, attention and MLP (as PyTorch does) costs
   {every_token_flops(ENCODER, 2000) / 1e9:.1f} GFLOP per step at d = 2000; the [CLS]-only pass
-  {encoder.flops_per_step(ENCODER, 2000) / 1e9:.1f} GFLOP, the same function
-  ({every_token_flops(ENCODER, 2000) / encoder.flops_per_step(ENCODER, 2000):.0f}× fewer operations).
+  {encoder_model.flops_per_step(ENCODER, 2000) / 1e9:.1f} GFLOP, the same function
+  ({every_token_flops(ENCODER, 2000) / encoder_model.flops_per_step(ENCODER, 2000):.0f}× fewer operations).
 """
     write_section("bench_encoder", body)
     print(body)

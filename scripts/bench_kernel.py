@@ -20,7 +20,7 @@ import numpy as np  # noqa: E402
 from _bench import machine, timed, write_section  # noqa: E402
 
 import jaxbo  # noqa: E402
-from jaxbo import data, kernel, model  # noqa: E402
+from jaxbo import data, kernel_form, model  # noqa: E402
 
 PAPER_GRID = {"d": [250 + 125 * i for i in range(39)], "signal_norm": [5 + 2.5 * i for i in range(39)]}
 DIMENSIONS = (250, 1000, 2000, 5000)
@@ -43,7 +43,7 @@ def setup_parts(d: int) -> tuple[float, float]:
     draw = jax.jit(lambda key: model.random_weights(key, config, d))
     tokens = data.sample(jax.random.key(1), config, config.n_train, flip=True).tokens
     W0 = draw(jax.random.key(2))
-    prepare = jax.jit(kernel.prepare)
+    prepare = jax.jit(kernel_form.prepare)
     timed(draw, jax.random.key(3))
     timed(prepare, W0, tokens)
     return timed(draw, jax.random.key(4))[1], timed(prepare, W0, tokens)[1]
@@ -89,7 +89,7 @@ Machine: {machine()}.
 
 Seconds per run, W and p trained (paper defaults: n = 20, T = 8, 1000 steps, 1000 test samples, final metrics
 only), steady state (compile excluded); primal one run per call, kernel 4 vmapped runs per call, one core each;
-W₀'s draw and M = W₀Xᵀ, K, G (`kernel.prepare`) are the kernel run's d-dependent parts:
+W₀'s draw and M = W₀Xᵀ, K, G (`kernel_form.prepare`) are the kernel run's d-dependent parts:
 
 | d | primal | kernel | primal / kernel | W₀ draw | M, K, G |
 |---|---|---|---|---|---|

@@ -34,7 +34,7 @@ from _bench import write_section as write_bench_section  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 import jaxbo  # noqa: E402
-from jaxbo import analysis, model, reduced, theory  # noqa: E402
+from jaxbo import analysis, model, reduced_form, theory  # noqa: E402
 from jaxbo.plot import REGIME_COLOURS, cell_edges  # noqa: E402
 
 D_VALUES = np.geomspace(250, 200_000, 24).round().astype(int).tolist()
@@ -47,8 +47,10 @@ def _construction_works(keys: jax.Array, config: jaxbo.Config) -> jax.Array:
     """Per key: does p* fit every label and reach test accuracy >= 0.995? ``config`` is traced (one compile)."""
 
     def one(key):
-        train_set, test_set = reduced.sample_train_test(key, config)
-        params = model.Params(p=theory.existence_query(train_set, config), nu=model.head(config, reduced.width(config)))
+        train_set, test_set = reduced_form.sample_train_test(key, config)
+        params = model.Params(
+            p=theory.existence_query(train_set, config), nu=model.head(config, reduced_form.width(config))
+        )
         train_ok = jnp.all(train_set.labels * model.forward(params, train_set.tokens)[0] > 0)
         test_ok = jnp.mean(test_set.labels * model.forward(params, test_set.tokens)[0] > 0) >= 0.995
         return train_ok & test_ok

@@ -10,7 +10,7 @@ import optax
 import pytest
 
 import jaxbo
-from jaxbo import data, encoder, engines, loss, memory, model, plan, train
+from jaxbo import data, encoder_model, engines, loss, memory, model, plan, train
 
 D, MLP = 12, 16
 STEP = 1e-5  # central differences in float64: truncation error ~STEP², rounding ~1e-16/STEP
@@ -28,7 +28,7 @@ def dataset(config):
     return data.sample(jax.random.key(1), config, config.n_train, flip=True)
 
 
-def _perturbed(params: encoder.EncoderParams, key) -> encoder.EncoderParams:
+def _perturbed(params: encoder_model.EncoderParams, key) -> encoder_model.EncoderParams:
     """Every parameter moved off its initial value, so LayerNorm scales and shifts are tested too."""
     leaves, tree = jax.tree.flatten(params)
     keys = jax.random.split(key, len(leaves))
@@ -38,7 +38,7 @@ def _perturbed(params: encoder.EncoderParams, key) -> encoder.EncoderParams:
 
 @pytest.fixture(scope="module")
 def params(config):
-    return _perturbed(encoder.init_params(jax.random.key(2), D, MLP), jax.random.key(3))
+    return _perturbed(encoder_model.init_params(jax.random.key(2), D, MLP), jax.random.key(3))
 
 
 def numpy_encoder(params, tokens, *, normalise=True, residual=True, cls_key=True):
@@ -102,25 +102,27 @@ def test_forward_matches_a_float64_numpy_encoder(params, dataset, switches):
     expected_f, expected_attention = numpy_encoder(params, dataset.tokens, **switches)
     with jax.enable_x64():
         params64 = jax.tree.map(lambda a: jnp.asarray(np.asarray(a, np.float64)), params)
-        f, attention, _ = encoder.forward(params64, jnp.asarray(np.asarray(dataset.tokens, np.float64)), **switches)
+        f, attention, _ = encoder_model.forward(
+            params64, jnp.asarray(np.asarray(dataset.tokens, np.float64)), **switches
+        )
         assert f.dtype == jnp.float64
         np.testing.assert_allclose(f, expected_f, rtol=1e-10, atol=1e-10)
         np.testing.assert_allclose(attention, expected_attention, rtol=1e-10, atol=1e-12)
-    f32, attention32, _ = encoder.forward(params, dataset.tokens, **switches)
+    f32, attention32, _ = encoder_model.forward(params, dataset.tokens, **switches)
     np.testing.assert_allclose(f32, expected_f, rtol=2e-4, atol=2e-4)
     np.testing.assert_allclose(attention32, expected_attention, rtol=2e-4, atol=1e-6)
 
 
 def test_without_mlp_branch_matches_numpy(config, dataset):
-    params = _perturbed(encoder.init_params(jax.random.key(4), D, 0), jax.random.key(5))
+    params = _perturbed(encoder_model.init_params(jax.random.key(4), D, 0), jax.random.key(5))
     assert params.mlp_width == 0
     expected_f, _ = numpy_encoder(params, dataset.tokens)
-    f, _, _ = encoder.forward(params, dataset.tokens)
+    f, _, _ = encoder_model.forward(params, dataset.tokens)
     np.testing.assert_allclose(f, expected_f, rtol=2e-4, atol=2e-4)
 
 
 def test_gradient_matches_float64_finite_differences_of_the_numpy_encoder(params, dataset):
-    """jax.grad of the loss, along random directions, against central differences of the numpy encoder."""
+    """jax.grad of the loss, along random directions, against central differences of the numpy encoder_model."""
     labels = np.asarray(dataset.labels, np.float64)
 
     def numpy_loss(p):
@@ -130,7 +132,7 @@ def test_gradient_matches_float64_finite_differences_of_the_numpy_encoder(params
     with jax.enable_x64():
         params64 = jax.tree.map(lambda a: jnp.asarray(np.asarray(a, np.float64)), params)
         tokens64 = jnp.asarray(np.asarray(dataset.tokens, np.float64))
-        gradient = jax.jit(jax.grad(encoder.empirical_loss))(params64, tokens64, jnp.asarray(labels))
+        gradient = jax.jit(jax.grad(encoder_model.empirical_loss))(params64, tokens64, jnp.asarray(labels))
         for seed in range(3):
             leaves, tree = jax.tree.flatten(params64)
             keys = jax.random.split(jax.random.key(10 + seed), len(leaves))
@@ -147,14 +149,14 @@ def test_gradient_matches_float64_finite_differences_of_the_numpy_encoder(params
 
 def trained(config, params, dataset, optimizer=None):
     """(params, history, final) of the encoder engine's descent from ``params`` on ``dataset`` (also its test set)."""
-    trainer = engines.encoder.descent_trainer(config, params, dataset, dataset, optimizer)
+    trainer = engines.encoder.encoder_trainer(config, params, dataset, dataset, optimizer)
     return train.train_from(config, trainer, dataset, log_history=False)
 
 
 def test_a_training_step_is_one_gradient_descent_step(config, params, dataset):
     one_step = config.replace(steps=1, log_every=1)
     stepped, _, _ = trained(one_step, params, dataset)
-    gradient = jax.jit(jax.grad(encoder.empirical_loss))(params, dataset.tokens, dataset.labels)
+    gradient = jax.jit(jax.grad(encoder_model.empirical_loss))(params, dataset.tokens, dataset.labels)
     expected = jax.tree.map(lambda a, g: a - config.lr * g, params, gradient)
     for name in (field.name for field in dataclasses.fields(params) if field.name != "lower"):
         np.testing.assert_allclose(getattr(stepped, name), getattr(expected, name), rtol=1e-6, atol=1e-7)
@@ -164,7 +166,7 @@ def test_a_training_step_is_one_gradient_descent_step(config, params, dataset):
 def _reduced_encoder(p, W, nu, mlp_width=0):
     """Encoder parameters that make it the paper's model: no MLP, W_Q = √d·I, W_K = W, W_V = I, head ν."""
     d = p.shape[0]
-    base = encoder.init_params(jax.random.key(0), d, mlp_width)
+    base = encoder_model.init_params(jax.random.key(0), d, mlp_width)
     return dataclasses.replace(
         base, cls=p, query=jnp.sqrt(d) * jnp.eye(d), key=W, value=jnp.eye(d), head=nu, head_bias=jnp.zeros(())
     )
@@ -181,14 +183,14 @@ def test_known_answer_reduces_to_the_attention_model(config, dataset):
     paper = model.Params(p=p, nu=model.head(attention_config, D), W=W)
     reduced = _reduced_encoder(p, W, paper.nu)
     switches = dict(normalise=False, residual=False, cls_key=False)
-    f_encoder, attention_encoder, _ = encoder.forward(reduced, dataset.tokens, **switches)
+    f_encoder, attention_encoder, _ = encoder_model.forward(reduced, dataset.tokens, **switches)
     f_paper, attention_paper = model.forward(paper, dataset.tokens)
     np.testing.assert_allclose(f_encoder, f_paper, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(attention_encoder, attention_paper, rtol=1e-5, atol=1e-7)
 
     def encoder_loss(trainable):
         values = dataclasses.replace(reduced, cls=trainable["p"], key=trainable["W"])
-        f, _, _ = encoder.forward(values, dataset.tokens, **switches)
+        f, _, _ = encoder_model.forward(values, dataset.tokens, **switches)
         return jnp.mean(loss.logistic_loss(dataset.labels * f))
 
     gradient = jax.grad(encoder_loss)({"p": p, "W": W})
@@ -198,7 +200,7 @@ def test_known_answer_reduces_to_the_attention_model(config, dataset):
 
 
 def test_initialisation_is_pytorchs_default():
-    params = encoder.init_params(jax.random.key(9), 64, 256)
+    params = encoder_model.init_params(jax.random.key(9), 64, 256)
     for name, fan_in in (("query", 64), ("key", 64), ("value", 64), ("mlp_in", 64), ("mlp_out", 256), ("head", 64)):
         weights = np.asarray(getattr(params, name))
         bound = 1 / math.sqrt(fan_in)
@@ -209,7 +211,7 @@ def test_initialisation_is_pytorchs_default():
         np.testing.assert_array_equal(getattr(params, f"{name}_scale"), 1.0)
         np.testing.assert_array_equal(getattr(params, f"{name}_bias"), 0.0)
     assert abs(float(np.std(params.cls)) - 1.0) < 0.3  # torch.randn
-    narrower = encoder.init_params(jax.random.key(9), 64, 32)
+    narrower = encoder_model.init_params(jax.random.key(9), 64, 32)
     np.testing.assert_array_equal(narrower.query, params.query)  # the MLP width does not move other draws
 
 
@@ -252,7 +254,7 @@ def test_plan_gives_each_d_its_own_unpadded_group_sized_by_memory(config):
     planned = plan.make_plan(axes, big, seeds=10, engine="encoder", histories=False, backend=gpu)
     assert [group.width for group in planned.groups] == [250, 1000, 2000]
     per_run = [plan.bytes_per_run(big, "encoder", width, False) for width in (250, 1000, 2000)]
-    assert per_run[2] > 4 * 3 * encoder.parameter_count(2000, 2000)  # parameters ×3 and data
+    assert per_run[2] > 4 * 3 * encoder_model.parameter_count(2000, 2000)  # parameters ×3 and data
     for group, size in zip(planned.groups, per_run, strict=True):
         assert group.chunk_size * size <= 0.5 * (80 << 30) or group.chunk_size == 1
     assert planned.groups[0].chunk_size == 20  # all of d = 250 in one call
@@ -263,16 +265,16 @@ def test_flops_per_step_agree_with_xlas_count_of_a_compiled_training_step(config
     # An independent count: XLA's cost analysis of one jax.grad step (every op, elementwise ones included), of
     # which the formula's matrix products must be nearly all.
     wide = config.replace(n_train=20, T=8, d=d, mlp_width=mlp_width, steps=1, log_every=1)
-    params = encoder.init_params(jax.random.key(0), d, mlp_width)
+    params = encoder_model.init_params(jax.random.key(0), d, mlp_width)
     dataset = data.sample(jax.random.key(1), wide, wide.n_train, flip=True)
 
     def step(params, tokens, labels):
-        gradient = jax.grad(encoder.empirical_loss)(params, tokens, labels)
+        gradient = jax.grad(encoder_model.empirical_loss)(params, tokens, labels)
         return jax.tree.map(lambda a, g: a - wide.lr * g, params, gradient)
 
     cost = jax.jit(step).lower(params, dataset.tokens, dataset.labels).compile().cost_analysis()
     counted = (cost[0] if isinstance(cost, list) else cost)["flops"]
-    formula = encoder.flops_per_step(wide, d)
+    formula = encoder_model.flops_per_step(wide, d)
     assert 0.85 * counted <= formula <= 1.05 * counted, (formula, counted)
 
 
@@ -287,34 +289,36 @@ def test_any_optax_optimizer_trains_the_whole_pytree(config, dataset, params):
     "switches", [{}, {"normalise": False, "residual": False}, {"cls_key": False}], ids=["authors", "bare", "no-cls-key"]
 )
 def test_deeper_encoders_match_a_float64_numpy_encoder_that_evaluates_every_token(layers, switches, dataset):
-    params = encoder.init_params(jax.random.key(12), D, MLP, layers)
+    params = encoder_model.init_params(jax.random.key(12), D, MLP, layers)
     params = _perturbed(params, jax.random.key(13))
     assert params.layers == layers and params.lower.query.shape == (layers - 1, D, D)
     expected_f, expected_attention = numpy_encoder(params, dataset.tokens, **switches)
     with jax.enable_x64():
         params64 = jax.tree.map(lambda a: jnp.asarray(np.asarray(a, np.float64)), params)
-        f, attention, _ = encoder.forward(params64, jnp.asarray(np.asarray(dataset.tokens, np.float64)), **switches)
+        f, attention, _ = encoder_model.forward(
+            params64, jnp.asarray(np.asarray(dataset.tokens, np.float64)), **switches
+        )
         np.testing.assert_allclose(f, expected_f, rtol=1e-10, atol=1e-10)
         np.testing.assert_allclose(attention, expected_attention, rtol=1e-10, atol=1e-12)
 
 
 def test_one_layer_is_the_appendix_encoder_and_its_top_block_is_drawn_alike():
-    one = encoder.init_params(jax.random.key(14), D, MLP)
-    three = encoder.init_params(jax.random.key(14), D, MLP, 3)
+    one = encoder_model.init_params(jax.random.key(14), D, MLP)
+    three = encoder_model.init_params(jax.random.key(14), D, MLP, 3)
     assert one.lower is None and one.layers == 1
     for name in ("cls", "query", "key", "value", "mlp_in", "head"):
         np.testing.assert_array_equal(getattr(three, name), getattr(one, name))
     assert not np.allclose(three.lower.query[0], three.lower.query[1])  # each lower block its own draw
     count = sum(leaf.size for leaf in jax.tree.leaves(three))
-    assert count == encoder.parameter_count(D, MLP, 3)
+    assert count == encoder_model.parameter_count(D, MLP, 3)
 
 
 def test_lower_block_gradients_match_central_differences(dataset):
     with jax.enable_x64():
-        params = encoder.init_params(jax.random.key(15), D, MLP, 2)
+        params = encoder_model.init_params(jax.random.key(15), D, MLP, 2)
         params = jax.tree.map(lambda a: jnp.asarray(np.asarray(a, np.float64)), _perturbed(params, jax.random.key(16)))
         tokens = jnp.asarray(np.asarray(dataset.tokens, np.float64))
-        gradient = jax.jit(jax.grad(encoder.empirical_loss))(params, tokens, dataset.labels)
+        gradient = jax.jit(jax.grad(encoder_model.empirical_loss))(params, tokens, dataset.labels)
         direction = jax.tree.map(lambda a: jnp.zeros_like(a), params)
         for name in ("query", "mlp_in", "attention_norm_scale"):
             along = jax.random.normal(jax.random.key(17), getattr(params.lower, name).shape, jnp.float64)
@@ -323,8 +327,8 @@ def test_lower_block_gradients_match_central_differences(dataset):
             plus = jax.tree.map(lambda a, v: a + 1e-6 * v, params, step)
             minus = jax.tree.map(lambda a, v: a - 1e-6 * v, params, step)
             numeric = (
-                encoder.empirical_loss(plus, tokens, dataset.labels)
-                - encoder.empirical_loss(minus, tokens, dataset.labels)
+                encoder_model.empirical_loss(plus, tokens, dataset.labels)
+                - encoder_model.empirical_loss(minus, tokens, dataset.labels)
             ) / 2e-6
             analytic = jnp.vdot(getattr(gradient.lower, name), along)
             np.testing.assert_allclose(float(analytic), float(numeric), rtol=1e-6, atol=1e-10, err_msg=name)

@@ -143,7 +143,7 @@ def test_a_new_normaliser_runs_on_every_attention_engine_exactly(tanh):
         params = model_lib.init_params(jax.random.key(0), tanh, train_set.tokens.shape[-1])
         trainer = engines.primal.descent_trainer(tanh, keys, params, train_set, test_set, None)
         if name == "reduced":
-            trainer = engines.reduced.kernel_trainer(tanh, keys, params, train_set, test_set)
+            trainer = engines.reduced.gram_trainer(tanh, keys, params, train_set, test_set)
         runs[name] = jax.jit(lambda trainer=trainer, train_set=train_set: train.train_from(tanh, trainer, train_set))()[
             1
         ]

@@ -145,7 +145,7 @@ def test_the_reduced_kernel_form_is_exact_on_the_reduction_of_a_primal_data_set(
         return model.Params(p=jnp.zeros((config.heads, width)), nu=nu)
 
     primal = engines.primal.descent_trainer(config, keys, start(config.d), primal_train, primal_test, None)
-    kernel = engines.reduced.kernel_trainer(config, keys, start(2 + N), reduced_train, reduced_test)
+    kernel = engines.reduced.gram_trainer(config, keys, start(2 + N), reduced_train, reduced_test)
     p_primal, by_primal, _ = jax.jit(lambda: train.train_from(config, primal, primal_train))()
     p_reduced, by_kernel, _ = jax.jit(lambda: train.train_from(config, kernel, reduced_train))()
     for name in ("train_loss", "test_loss", "p_norm", "cos_mu1", "attention_noisy", "head_attention", "gap_noisy"):

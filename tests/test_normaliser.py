@@ -53,7 +53,7 @@ def test_sigmoid_head_gradients_equal_jax_grad_in_float64():
 def _descent(config, params, train_set, test_set, kernel_form: bool):
     keys = engines.RunKeys(*data.run_keys(jax.random.key(0)))
     if kernel_form:
-        trainer = engines.reduced.kernel_trainer(config, keys, params, train_set, test_set)
+        trainer = engines.reduced.gram_trainer(config, keys, params, train_set, test_set)
     else:
         trainer = primal.descent_trainer(config, keys, params, train_set, test_set, None)
     return jax.jit(lambda: train.train_from(config, trainer, train_set))()

@@ -9,7 +9,7 @@ import optax
 import pytest
 
 import jaxbo
-from jaxbo import data, engines, model, reduced, train
+from jaxbo import data, engines, model, reduced_form, train
 
 CONFIG = jaxbo.Config(n_train=6, T=4, d=60, n_test=64, steps=60, log_every=20, signal_norm=3.0, noise_rate=0.34)
 
@@ -82,7 +82,7 @@ def test_reduced_test_set_has_the_law_of_a_primal_test_set_in_the_training_noise
     # the signal coordinates, unit-σ² noise in every coordinate of the training noise's span.
     config = CONFIG.replace(n_test=4000, sigma=1.3)
     _, (_, projected) = exact_reduction(config, jax.random.key(11))
-    drawn = reduced.sample_test(jax.random.key(12), config)
+    drawn = reduced_form.sample_test(jax.random.key(12), config)
     assert drawn.tokens.shape == projected.tokens.shape == (4000, config.T, 2 + config.n_train * config.T)
     np.testing.assert_array_equal(drawn.roles, projected.roles)
     np.testing.assert_array_equal(drawn.labels, drawn.clean_labels)
@@ -100,12 +100,12 @@ def test_reduced_test_set_has_the_law_of_a_primal_test_set_in_the_training_noise
 @pytest.mark.parametrize("start", [0.0, 0.3])
 def test_kernel_form_follows_plain_gradient_descent(start):
     config = CONFIG.replace(steps=200, log_every=50)
-    train_set, test_set = reduced.sample_train_test(jax.random.key(9), config)
-    params = model.init_params(jax.random.key(0), config, reduced.width(config))
+    train_set, test_set = reduced_form.sample_train_test(jax.random.key(9), config)
+    params = model.init_params(jax.random.key(0), config, reduced_form.width(config))
     params = model.Params(p=params.p + start * jax.random.normal(jax.random.key(1), params.p.shape), nu=params.nu)
     p_plain, plain, _ = descent(config, params, train_set, test_set, None)
     keys = engines.RunKeys(*data.run_keys(jax.random.key(9)))
-    trainer = engines.reduced.kernel_trainer(config, keys, params, train_set, test_set)
+    trainer = engines.reduced.gram_trainer(config, keys, params, train_set, test_set)
     p_kernel, kernel, _ = jax.jit(lambda: train.train_from(config, trainer, train_set))()
     np.testing.assert_allclose(p_kernel.p, p_plain.p, rtol=1e-4, atol=1e-6)
     for name in ("train_loss", "test_loss", "p_norm", "cos_mu1", "attention_noisy", "saturation_noisy"):
@@ -140,7 +140,7 @@ def test_bartlett_gram_has_the_wishart_moments(d, N):
     config = jaxbo.Config(n_train=3, T=4, d=d, sigma=1.5)
     assert config.n_train * config.T == N
     keys = jax.random.split(jax.random.key(1), 4000)
-    factors = jax.vmap(lambda k: reduced.bartlett_factor(k, config))(keys)
+    factors = jax.vmap(lambda k: reduced_form.bartlett_factor(k, config))(keys)
     gram = np.asarray(factors @ jnp.swapaxes(factors, -1, -2), np.float64)  # Z Zᵀ ~ σ²·Wishart_N(m)
     m, s2 = d - 2, 1.5**2
     diagonal, off = gram[:, np.arange(N), np.arange(N)], gram[:, 0, 1:]
@@ -155,7 +155,7 @@ def test_bartlett_gram_has_the_wishart_moments(d, N):
 def test_chi_square_stays_accurate_at_ten_million_dimensions():
     config = jaxbo.Config(n_train=4, T=4, d=10**7)
     keys = jax.random.split(jax.random.key(2), 2000)
-    diagonal = jax.vmap(lambda k: jnp.diag(reduced.bartlett_factor(k, config)))(keys)
+    diagonal = jax.vmap(lambda k: jnp.diag(reduced_form.bartlett_factor(k, config)))(keys)
     ratio = np.asarray(diagonal, np.float64) ** 2 / (10**7 - 2)  # χ²_m / m: mean 1, sd √(2/m)
     assert abs(ratio.mean() - 1) < 5 * np.sqrt(2 / 1e7) / np.sqrt(ratio.size)
     assert 0.85 < ratio.std() / np.sqrt(2 / 1e7) < 1.15
@@ -180,17 +180,17 @@ def test_run_says_its_coordinates_and_lift_gives_a_d_vector_with_the_same_invari
     config = jaxbo.Config(n_train=6, T=4, d=120, n_test=16, steps=20, log_every=10, signal_norm=5.0)
     run = jaxbo.simulate(0, config)
     assert run.engine == "reduced" and run.params.p.shape == (2 + 24,)
-    assert "reduced: 26 coordinates" in run.coordinates and "jaxbo.reduced.lift" in repr(run)
-    lifted = jaxbo.reduced.lift(run.params.p, jax.random.key(1), config.d)
+    assert "reduced: 26 coordinates" in run.coordinates and "jaxbo.reduced_form.lift" in repr(run)
+    lifted = jaxbo.reduced_form.lift(run.params.p, jax.random.key(1), config.d)
     assert lifted.shape == (120,)
     np.testing.assert_allclose(jnp.linalg.norm(lifted), run.final.p_norm, rtol=1e-5)
     np.testing.assert_allclose(lifted[0] / jnp.linalg.norm(lifted), run.final.cos_mu1, rtol=1e-5, atol=1e-7)
     # One frame for everything lifted together: inner products with the training tokens survive the lift.
-    train, _ = jaxbo.reduced.sample_train_test(jaxbo.sweep_module.run_key(0, 0, {}), config)
+    train, _ = jaxbo.reduced_form.sample_train_test(jaxbo.sweep_module.run_key(0, 0, {}), config)
     stacked = jnp.concatenate([train.tokens.reshape(-1, 26), run.params.p[None]], axis=0)
-    up = jaxbo.reduced.lift(stacked, jax.random.key(2), config.d)
+    up = jaxbo.reduced_form.lift(stacked, jax.random.key(2), config.d)
     np.testing.assert_allclose(up @ up.T, stacked @ stacked.T, rtol=1e-4, atol=1e-3)
-    small = jaxbo.reduced.lift(run.params.p, jax.random.key(1), 12)  # d − 2 < N: just the real coordinates
+    small = jaxbo.reduced_form.lift(run.params.p, jax.random.key(1), 12)  # d − 2 < N: just the real coordinates
     np.testing.assert_array_equal(small, run.params.p[:12])
     assert jaxbo.simulate(0, config, engine="primal").params.p.shape == (120,)
     with pytest.raises(ValueError, match=r"Config\.d = 3000000000 is too large for the primal engine"):

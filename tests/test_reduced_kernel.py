@@ -10,7 +10,7 @@ import pytest
 from scipy import stats
 
 import jaxbo
-from jaxbo import data, engines, model, reduced, train
+from jaxbo import data, engines, model, reduced_form, train
 from jaxbo.engines import kernel, reduced_kernel
 from jaxbo.results import config_fingerprint
 
@@ -68,7 +68,7 @@ def kernel_run(config, W0, train_set, test_set):
 def test_reduced_coordinates_give_the_primal_run_of_the_same_data_and_weights(attention):
     config = CONFIG.replace(attention=attention)
     (train_set, test_set, W0), (small_train, small_test, small_W0) = exact_reduction(config, jax.random.key(5))
-    assert small_W0.shape == (reduced.width(config) + 2, reduced.kernel_width(config))
+    assert small_W0.shape == (reduced_form.width(config) + 2, reduced_form.kernel_width(config))
     _, primal, _ = kernel_run(config, W0, train_set, test_set)
     _, in_reduced, _ = kernel_run(config, small_W0, small_train, small_test)
     for name in ("train_loss", "test_loss", "p_norm", "cos_mu1", "cos_mu2", "attention_clean", "attention_test"):
@@ -94,10 +94,10 @@ def test_reduced_weight_blocks_have_their_wishart_moments(d):
     # d = 120: both Bartlett factors; 40: the outside block as a Gaussian block (d − k < k + 2); 20 < k: no
     # outside block, and W₀'s columns past d are 0.
     config = jaxbo.Config(n_train=4, T=3, d=d, attention="trained", weight_init="gaussian")
-    k, v = reduced.width(config), 1.0 / (3 * d)
+    k, v = reduced_form.width(config), 1.0 / (3 * d)
     draws = 4000
     blocks = np.asarray(
-        jax.vmap(lambda key: reduced.gaussian_weights(key, config))(jax.random.split(jax.random.key(2), draws)),
+        jax.vmap(lambda key: reduced_form.gaussian_weights(key, config))(jax.random.split(jax.random.key(2), draws)),
         np.float64,
     )
     inside, outside = blocks[:, :, :k], blocks[:, :, k:]
@@ -131,10 +131,10 @@ def test_a_test_tokens_score_has_the_law_it_has_in_r_d():
 
     def reduced_score(key):
         train_key, test_key, weights_key = data.run_keys(key)
-        W0 = reduced.gaussian_weights(weights_key, config)
-        x = reduced.sample_train(train_key, config).tokens[0, -1]
-        test_inside = reduced.sample_test(test_key, config).tokens[0, -1]
-        test_outside = reduced.outside_coordinates(test_key, config, 1)[0, -1]
+        W0 = reduced_form.gaussian_weights(weights_key, config)
+        x = reduced_form.sample_train(train_key, config).tokens[0, -1]
+        test_inside = reduced_form.sample_test(test_key, config).tokens[0, -1]
+        test_outside = reduced_form.outside_coordinates(test_key, config, 1)[0, -1]
         x = jnp.concatenate([x, jnp.zeros(W0.shape[1] - x.shape[0])])
         return jnp.concatenate([test_inside, test_outside]) @ W0.T @ (W0 @ x)
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import jaxbo
-from jaxbo import data, loss, model, reduced, theory
+from jaxbo import data, loss, model, reduced_form, theory
 
 
 def test_growth_function_is_the_time_integral_of_the_vanishing_update():
@@ -99,7 +99,7 @@ def test_eq10_fails_in_runs_whose_noisy_labels_come_mostly_from_one_class():
     final = jax.jit(jax.vmap(jaxbo.make_run(config, log_history=False)))(keys).final
     _, balanced = theory.class_balance(final.saturation_clean, final.saturation_noisy)
     # The runs' own training sets (the reduced engine's, drawn from the same keys as the runs drew them).
-    train_sets = jax.jit(jax.vmap(lambda key: reduced.sample_train(data.run_keys(key)[0], config)))(keys)
+    train_sets = jax.jit(jax.vmap(lambda key: reduced_form.sample_train(data.run_keys(key)[0], config)))(keys)
     noisy, clean_labels = np.asarray(train_sets.noisy_mask), np.asarray(train_sets.clean_labels)
     counts = np.stack([(noisy & (clean_labels > 0)).sum(1), (noisy & (clean_labels < 0)).sum(1)], axis=1)
     lopsided = (np.minimum(*counts.T) > 0) & (np.maximum(*counts.T) >= 3 * np.minimum(*counts.T))
@@ -154,8 +154,10 @@ def existence(config, seeds=4):
     keys = jax.random.split(jax.random.key(8), seeds)
 
     def one(key):
-        train_set, test_set = reduced.sample_train_test(key, config)
-        params = model.Params(p=theory.existence_query(train_set, config), nu=model.head(config, reduced.width(config)))
+        train_set, test_set = reduced_form.sample_train_test(key, config)
+        params = model.Params(
+            p=theory.existence_query(train_set, config), nu=model.head(config, reduced_form.width(config))
+        )
         train_f, _ = model.forward(params, train_set.tokens)
         test_f, _ = model.forward(params, test_set.tokens)
         return jnp.mean(train_set.labels * train_f > 0), jnp.mean(test_set.labels * test_f > 0)

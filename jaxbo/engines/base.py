@@ -8,6 +8,7 @@ gymnax's one implementation per file plus a registry for engines (``jaxbo.engine
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -335,3 +336,21 @@ def attention_limit(
         )
 
     return limit
+
+
+def renamed(module: str, names: dict[str, Callable]) -> Callable[[str], Any]:
+    """A module's ``__getattr__`` (PEP 562) answering the names a release renamed in it: each old name warns
+    (``DeprecationWarning``) and gives its new function. For one release; ``module`` is the module's name."""
+
+    def __getattr__(name: str):
+        if name not in names:
+            raise AttributeError(f"module {module!r} has no attribute {name!r}")
+        new = names[name]
+        warnings.warn(
+            f"{module}.{name} is now {module}.{new.__name__}; the old name goes in 0.6",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return new
+
+    return __getattr__

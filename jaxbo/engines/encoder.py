@@ -1,5 +1,5 @@
 """The encoder's engine (``Config.model = "encoder"``): the appendix's one-layer Transformer encoder
-(``jaxbo.encoder``), every parameter trained by an optax optimizer on ``jax.grad`` of the loss.
+(``jaxbo.encoder_model``), every parameter trained by an optax optimizer on ``jax.grad`` of the loss.
 
 Named ``"encoder"`` (until 0.5 ``"primal"``, which ``engine=`` still accepts for it for one release, and which
 its checkpoints keep); it is the encoder's only engine (its LayerNorms, GELU and dense Q, K, V have no reduced
@@ -14,14 +14,14 @@ import numpy as np
 import optax
 
 from jaxbo import data as data_lib
-from jaxbo import encoder as encoder_model
+from jaxbo import encoder_model
 from jaxbo.config import Config
-from jaxbo.engines.base import Engine, RunKeys, Trainer
+from jaxbo.engines.base import Engine, RunKeys, Trainer, renamed
 from jaxbo.memory import MAX_PRIMAL_WIDTH
 from jaxbo.metrics import complete
 
 
-def descent_trainer(
+def encoder_trainer(
     config: Config, params: encoder_model.EncoderParams, train_set, test_set, optimizer=None
 ) -> Trainer:
     """Full-batch descent with ``optimizer`` (default ``optax.sgd(config.lr)``) on every parameter, from
@@ -54,7 +54,7 @@ def sample(keys: RunKeys, config: Config, width: int, log_history: bool):
 
 def start(keys: RunKeys, config: Config, width: int, train_set, test_set, optimizer) -> Trainer:
     params = encoder_model.init_params(keys.weights, width, config.mlp_width, config.layers)
-    return descent_trainer(config, params, train_set, test_set, optimizer)
+    return encoder_trainer(config, params, train_set, test_set, optimizer)
 
 
 def bytes_per_run(config: Config, width: int, log_history: bool) -> int:
@@ -111,3 +111,6 @@ ENGINE = Engine(
     settings=frozenset({"mlp_width", "layers", "attention", "gradient"}),
     coordinates=lambda params: f"width d = {params.d}, MLP width {params.mlp_width}",
 )
+
+#: 0.4's name (``descent_trainer``, which another engine's function also had), for one release.
+__getattr__ = renamed(__name__, {"descent_trainer": encoder_trainer})

@@ -1,6 +1,6 @@
 """The kernel engine: a random W (fixed or trained) and p in kernel form, p = W₀Xᵀβ, W = W₀ + W₀XᵀAX.
 
-The same iterates as the primal engine in exact arithmetic, O((nT)²) per step whatever d (``jaxbo.kernel``);
+The same iterates as the primal engine in exact arithmetic, O((nT)²) per step whatever d (``jaxbo.kernel_form``);
 d enters once per run, through M = W₀Xᵀ.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-from jaxbo import kernel as kernel_form
+from jaxbo import kernel_form
 from jaxbo.config import Config
 from jaxbo.engines import primal
 from jaxbo.engines.base import (
@@ -51,7 +51,7 @@ def start(keys: RunKeys, config: Config, width: int, train_set, test_set, optimi
 
 
 def kernel_trainer(config: Config, keys: RunKeys, params: Params, train_set, test_set) -> Trainer:
-    """Gradient descent on (β, A) from 0, i.e. on (p, W) from (0, W₀ = ``params.W``) (``jaxbo.kernel``)."""
+    """Gradient descent on (β, A) from 0, i.e. on (p, W) from (0, W₀ = ``params.W``) (``jaxbo.kernel_form``)."""
     tokens = train_set.tokens
     n, T = tokens.shape[0], tokens.shape[1]
     train_weights = config.attention == "trained"

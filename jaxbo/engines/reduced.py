@@ -1,4 +1,4 @@
-"""The reduced engine: W = I in the exact 2 + n·T representation (``jaxbo.reduced``), any d at the cost of d ≈ nT.
+"""The reduced engine: W = I in the exact 2 + n·T representation (``jaxbo.reduced_form``), any d at the cost of d ≈ nT.
 
 Gradient descent (and any rotation-equivariant optimizer) keeps p in span(μ₁, μ₂, training tokens), so the
 run is exact in distribution in those coordinates (docs/exact_reduction.md); d is only a traced float. With
@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxbo import reduced as reduced_form
+from jaxbo import reduced_form
 from jaxbo.config import Config
 from jaxbo.engines import primal, reduced_paired
 from jaxbo.engines.base import (
@@ -31,6 +31,7 @@ from jaxbo.engines.base import (
     attention_evaluate,
     attention_limit,
     attention_title,
+    renamed,
 )
 from jaxbo.loss import score_weights, token_weights, with_trainable
 from jaxbo.model import PRECISION, Params, head_mean, init_params, normalise, token_scores
@@ -88,7 +89,7 @@ def sample(keys: RunKeys, config: Config, width: int, log_history: bool):
     return train_set, test_set
 
 
-def kernel_trainer(config: Config, keys: RunKeys, params: Params, train_set, test_set) -> Trainer:
+def gram_trainer(config: Config, keys: RunKeys, params: Params, train_set, test_set) -> Trainer:
     """Gradient descent in kernel form, one head or H on a leading axis: p_h = p_h⁽⁰⁾ + Xᵀα_h (and, with a
     trained head, ν_h = ν_h⁽⁰⁾ + Xᵀβ_h), so the logits are Xp_h⁽⁰⁾ + Gα_h and the scores Xν_h⁽⁰⁾ + Gβ_h with the
     Gram matrix G = XXᵀ, and a step is α ← α − lr·w, β ← β − lr·v with the weights of ``loss.token_weights``
@@ -159,7 +160,7 @@ def start(keys: RunKeys, config: Config, width: int, train_set, test_set, optimi
     if config.variant:  # p⁽⁰⁾ in the reduced coordinates, not a d-dimensional draw
         params = Params(p=reduced_form.random_start(keys.weights, config), nu=params.nu)
     if optimizer is None and config.gradient == "analytic":
-        return kernel_trainer(config, keys, params, train_set, test_set)
+        return gram_trainer(config, keys, params, train_set, test_set)
     return primal.descent_trainer(config, keys, params, train_set, test_set, optimizer)
 
 
@@ -203,8 +204,8 @@ ENGINE = Engine(
     settings=ATTENTION_SETTINGS,
     coordinates=lambda params: attention_coordinates(
         params,
-        "{width} coordinates (e₁, e₂, then an orthonormal basis of the training noise's span); use jaxbo.reduced.lift "
-        "for a d-vector",
+        "{width} coordinates (e₁, e₂, then an orthonormal basis of the training noise's span); use "
+        "jaxbo.reduced_form.lift for a d-vector",
     ),
     shared_step=SharedStep(
         start=functools.partial(reduced_paired.start, sample=sample),
@@ -212,3 +213,6 @@ ENGINE = Engine(
         step_bytes=reduced_paired.step_bytes,
     ),
 )
+
+#: 0.4's name (``kernel_trainer``, which another engine's function also had), for one release.
+__getattr__ = renamed(__name__, {"kernel_trainer": gram_trainer})

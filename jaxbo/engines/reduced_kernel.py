@@ -1,6 +1,6 @@
 """The reduced kernel engine: a Gaussian W₀ (fixed or trained) and p from 0 in 2 + nT coordinates, any d.
 
-The kernel engine's iterates (``jaxbo.kernel``) on a Gaussian W₀ depend on W₀ only through its action on the
+The kernel engine's iterates (``jaxbo.kernel_form``) on a Gaussian W₀ depend on W₀ only through its action on the
 training span and on what test tokens meet outside it; ``reduced.gaussian_weights`` samples exactly that, a
 (k + 2) × (2k + 2) matrix (k = 2 + nT) whose law is the d × d one's, so the run is exact in law at any d and
 costs what a run at d ≈ 2nT does (docs/exact_reduction.md, "Trained W at any d").
@@ -13,7 +13,7 @@ import dataclasses
 import jax.numpy as jnp
 import numpy as np
 
-from jaxbo import reduced as reduced_form
+from jaxbo import reduced_form
 from jaxbo.config import Config
 from jaxbo.engines import kernel, reduced
 from jaxbo.engines.base import (
