@@ -140,60 +140,76 @@ class Config:
         """Check every field; raise ``TypeError``/``ValueError`` naming field, value and allowed range.
 
         Runs on construction; returns ``self`` so calls chain. Only concrete (Python) values are checked:
-        traced copies are made with ``with_traced``, which does not validate.
+        traced copies are made with ``with_traced``, which does not validate. One check per group of fields:
+        the data (``_check_data``), the descent (``_check_descent``), the model (``_check_model``, then
+        ``_check_modes`` for the string-valued settings).
         """
-        _check_int("n_train", self.n_train, minimum=2, why="both classes need a sample")
-        _check_int("T", self.T, minimum=3, why="a sample needs a relevant and two weakly-relevant tokens")
-        _check_int("d", self.d, minimum=2, maximum=MAX_D, why="μ₁ ⟂ μ₂ need two coordinates; d is carried as a float")
-        for name in ("n_test", "steps", "log_every"):
-            _check_int(name, getattr(self, name), minimum=1)
-        _check_int("mlp_width", self.mlp_width, minimum=0, why="0 switches the encoder's MLP branch off")
-        _check_real("signal_norm", self.signal_norm, low=0.0, low_open=True)
-        _check_real("rho", self.rho, low=0.0, high=1.0, low_open=True, high_open=True)
-        _check_real("sigma", self.sigma, low=0.0, low_open=True)
-        _check_real("noise_rate", self.noise_rate, low=0.0, high=0.5, high_open=True)
-        _check_real("lr", self.lr, low=0.0, low_open=True)
-        _check_int("heads", self.heads, minimum=1, maximum=MAX_HEADS, why="f sums over the heads")
-        if not isinstance(self.train_head, bool):
-            raise TypeError(f"Config.train_head = {self.train_head!r} must be True or False")
-        _check_real("query_init_std", self.query_init_std, low=0.0)
-        _check_int("layers", self.layers, minimum=1, maximum=MAX_LAYERS, why="blocks of the encoder")
-        if self.steps % self.log_every:
-            raise ValueError(
-                f"Config.steps = {self.steps} is not a multiple of Config.log_every = {self.log_every}: "
-                "steps must be k * log_every for an integer k >= 1"
-            )
-        layout = self.layout
-        if (
-            not isinstance(layout, tuple)
-            or len(layout) != 3
-            or not all(isinstance(c, int) and not isinstance(c, bool) for c in layout)
-        ):
-            raise TypeError(
-                f"Config.layout = {layout!r} must be a tuple of three ints (relevant, weak aligned, weak opposite)"
-            )
-        if layout[0] < 1 or min(layout) < 0:
-            raise ValueError(
-                f"Config.layout = {layout} is out of range: needs >= 1 relevant token and >= 0 weakly-relevant "
-                f"tokens of each kind (the authors use {sorted(LAYOUTS)})"
-            )
-        if sum(layout) > self.T:
-            raise ValueError(
-                f"Config.T = {self.T} is smaller than the layout {layout} needs: T must be >= {sum(layout)}"
-            )
-        _check_modes(self)
-        if self.model != "encoder" and self.layers != 1:
-            raise ValueError(
-                f"Config.layers = {self.layers} stacks encoder blocks: it needs model='encoder' (the attention "
-                f"model has one layer; got model={self.model!r})"
-            )
-        if self.model != "attention" and self.variant:
-            raise ValueError(
-                f"Config.model = {self.model!r} with heads = {self.heads}, train_head = {self.train_head}, "
-                f"query_init_std = {self.query_init_std}: these are variants of the attention model "
-                "(model='attention'); leave them at 1, False, 0"
-            )
+        _check_data(self)
+        _check_descent(self)
+        _check_model(self)
         return self
+
+
+def _check_data(config: Config) -> None:
+    """The paper's data: sizes, the law's parameters and the token layout."""
+    _check_int("n_train", config.n_train, minimum=2, why="both classes need a sample")
+    _check_int("T", config.T, minimum=3, why="a sample needs a relevant and two weakly-relevant tokens")
+    _check_int("d", config.d, minimum=2, maximum=MAX_D, why="μ₁ ⟂ μ₂ need two coordinates; d is carried as a float")
+    _check_int("n_test", config.n_test, minimum=1)
+    _check_real("signal_norm", config.signal_norm, low=0.0, low_open=True)
+    _check_real("rho", config.rho, low=0.0, high=1.0, low_open=True, high_open=True)
+    _check_real("sigma", config.sigma, low=0.0, low_open=True)
+    _check_real("noise_rate", config.noise_rate, low=0.0, high=0.5, high_open=True)
+    layout = config.layout
+    if (
+        not isinstance(layout, tuple)
+        or len(layout) != 3
+        or not all(isinstance(c, int) and not isinstance(c, bool) for c in layout)
+    ):
+        raise TypeError(
+            f"Config.layout = {layout!r} must be a tuple of three ints (relevant, weak aligned, weak opposite)"
+        )
+    if layout[0] < 1 or min(layout) < 0:
+        raise ValueError(
+            f"Config.layout = {layout} is out of range: needs >= 1 relevant token and >= 0 weakly-relevant "
+            f"tokens of each kind (the authors use {sorted(LAYOUTS)})"
+        )
+    if sum(layout) > config.T:
+        raise ValueError(f"Config.T = {config.T} is smaller than the layout {layout} needs: T must be >= {sum(layout)}")
+
+
+def _check_descent(config: Config) -> None:
+    """The training loop: step size, horizon and logging cadence."""
+    for name in ("steps", "log_every"):
+        _check_int(name, getattr(config, name), minimum=1)
+    _check_real("lr", config.lr, low=0.0, low_open=True)
+    if config.steps % config.log_every:
+        raise ValueError(
+            f"Config.steps = {config.steps} is not a multiple of Config.log_every = {config.log_every}: "
+            "steps must be k * log_every for an integer k >= 1"
+        )
+
+
+def _check_model(config: Config) -> None:
+    """The model's numeric settings, its string-valued ones (``_check_modes``), and which model each needs."""
+    _check_int("mlp_width", config.mlp_width, minimum=0, why="0 switches the encoder's MLP branch off")
+    _check_int("heads", config.heads, minimum=1, maximum=MAX_HEADS, why="f sums over the heads")
+    if not isinstance(config.train_head, bool):
+        raise TypeError(f"Config.train_head = {config.train_head!r} must be True or False")
+    _check_real("query_init_std", config.query_init_std, low=0.0)
+    _check_int("layers", config.layers, minimum=1, maximum=MAX_LAYERS, why="blocks of the encoder")
+    _check_modes(config)
+    if config.model != "encoder" and config.layers != 1:
+        raise ValueError(
+            f"Config.layers = {config.layers} stacks encoder blocks: it needs model='encoder' (the attention "
+            f"model has one layer; got model={config.model!r})"
+        )
+    if config.model != "attention" and config.variant:
+        raise ValueError(
+            f"Config.model = {config.model!r} with heads = {config.heads}, train_head = {config.train_head}, "
+            f"query_init_std = {config.query_init_std}: these are variants of the attention model "
+            "(model='attention'); leave them at 1, False, 0"
+        )
 
 
 def _check_modes(config: Config) -> None:

@@ -4,6 +4,7 @@ The code blocks after ``<!-- example: engine -->`` and ``<!-- example: model -->
 worked examples cannot drift from the interface they document.
 """
 
+import dataclasses
 import pathlib
 import re
 
@@ -70,6 +71,33 @@ def test_a_new_engine_is_refused_where_it_is_not_exact_and_can_be_registered(pla
     tiny = memory.Backend(platform="gpu", device_count=1, memory_bytes=2**20)
     with pytest.raises(ValueError, match=r"for one plain run"):
         memory.check_fits(SMALL.replace(d=4000), plain, 4000, True, tiny)
+
+    # Derived from the primal engine, it did not inherit the primal engine's claim to compute the limit.
+    assert engines.primal.ENGINE.limit and not plain.limit
+    with pytest.raises(ValueError, match=r"plain engine of Config\.model = 'attention' computes no limit"):
+        jaxbo.simulate(0, SMALL, engine=plain, limit=True)
+
+
+def test_engine_fields_fall_in_four_groups_and_derive_inherits_only_what_carries_over():
+    groups = engines.base.ENGINE_GROUPS
+    grouped = [name for names in groups.values() for name in names]
+    assert sorted(grouped) == sorted(field.name for field in dataclasses.fields(engines.Engine))
+    assert len(grouped) == len(set(grouped))
+    primal = engines.primal.ENGINE
+    changes = dict(name="copy", summary="a copy", start=primal.start, not_exact=primal.not_exact)
+    copy = primal.derive(**changes)
+    # The claims start empty; cost, planning, sampling and identity's presentation carry over.
+    assert (copy.settings, copy.limit, copy.shared_step, copy.former_names) == (frozenset(), False, None, ())
+    for name in (*groups["cost and planning"], "sample", "title", "coordinates", "model"):
+        assert getattr(copy, name) is getattr(primal, name), name
+    assert copy.reasons(SMALL, None) == [] and copy.reasons(SMALL.replace(heads=2), None)
+    with pytest.raises(TypeError, match=r"needs \['not_exact'\]"):
+        primal.derive(**{key: value for key, value in changes.items() if key != "not_exact"})
+    with pytest.raises(TypeError, match=r"no field\(s\) \['widht'\]"):
+        primal.derive(**changes, widht=primal.width)
+    # The kernel engine is such a derivation: what it declares again, it earned.
+    assert engines.kernel.ENGINE.limit and engines.kernel.ENGINE.settings == primal.settings
+    assert engines.kernel.ENGINE.bytes_per_run is not primal.bytes_per_run
 
 
 def numpy_descent(config, key, width):

@@ -107,6 +107,13 @@ class SharedStep(NamedTuple):
 class Engine:
     """One way to train one model; registered in ``jaxbo.engines.REGISTRY`` (or passed as ``engine=``).
 
+    Its fields fall in four groups (``ENGINE_GROUPS``): identity (``name``, ``model``, ``summary``,
+    ``former_names``, ``title``, ``coordinates``: what it is called and how it presents a run), applicability
+    (``not_exact``, ``settings``, ``limit``: the claims of exactness its training code earns), cost and planning
+    (``width``, ``padding``, ``d_dtype``, ``bytes_per_run``, ``step_bytes``, ``size_words``, ``max_width``,
+    ``cpu_batch``) and training (``sample``, ``start``, ``shared_step``). A new engine built on an existing one
+    writes only what differs: ``derive``.
+
     Attributes:
       name: what users pass as ``engine=`` (``Run.engine``, ``metadata["engine"]``).
       model: the ``Config.model`` it trains.
@@ -196,6 +203,27 @@ class Engine:
             return [f"the {self.name} engine has no shared step for paired runs"]
         return self.shared_step.not_shared(config, optimizer)
 
+    def derive(self, **changes: Any) -> Engine:
+        """A new engine that writes only what differs from this one (``changes``: field name → value).
+
+        ``name``, ``summary``, ``start`` and ``not_exact`` must be among ``changes``: new training code is a new
+        engine with claims of its own. The claims this engine earned with its own code (``settings``, ``limit``,
+        ``shared_step``) and its ``former_names`` are not inherited: they start empty, and the new engine
+        declares each again where its code earns it, so copying an engine cannot carry a claim to code that does
+        not keep it. The rest (cost and planning, sampling, title, coordinates) carries over unless changed.
+        """
+        known = {field.name for field in dataclasses.fields(self)}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise TypeError(f"Engine.derive: Engine has no field(s) {unknown}; its fields are {sorted(known)}")
+        missing = [name for name in DERIVE_REQUIRES if name not in changes]
+        if missing:
+            raise TypeError(
+                f"Engine.derive from {self.name!r} needs {missing}: a derived engine is new training code, "
+                "so it names itself, says what it computes, and states when it is exact"
+            )
+        return dataclasses.replace(self, **{**DERIVE_RESETS, **changes})
+
     @property
     def store_name(self) -> str:
         """The name a checkpoint's fingerprint records: the first former name, else ``name``."""
@@ -209,6 +237,27 @@ class Engine:
     def traced_d(self, d) -> np.ndarray:
         """d as this engine's traced argument (0-d array of ``d_dtype``)."""
         return np.asarray(d, self.d_dtype)
+
+
+#: ``Engine``'s fields by concern (a test holds that they partition the dataclass's fields).
+ENGINE_GROUPS = {
+    "identity": ("name", "model", "summary", "former_names", "title", "coordinates"),
+    "applicability": ("not_exact", "settings", "limit"),
+    "cost and planning": (
+        "width",
+        "padding",
+        "d_dtype",
+        "bytes_per_run",
+        "step_bytes",
+        "size_words",
+        "max_width",
+        "cpu_batch",
+    ),
+    "training": ("sample", "start", "shared_step"),
+}
+#: What ``Engine.derive`` needs given, and what it does not inherit (each at its empty value).
+DERIVE_REQUIRES = ("name", "summary", "start", "not_exact")
+DERIVE_RESETS = {"settings": frozenset(), "limit": False, "shared_step": None, "former_names": ()}
 
 
 def attention_title(config: Config) -> str:

@@ -7,22 +7,18 @@ d enters once per run, through M = W₀Xᵀ.
 from __future__ import annotations
 
 import jax.numpy as jnp
-import numpy as np
 
 from jaxbo import kernel_form
 from jaxbo.config import Config
 from jaxbo.engines import primal
 from jaxbo.engines.base import (
     ATTENTION_SETTINGS,
-    Engine,
     RunKeys,
     Trainer,
     attention_evaluate,
     attention_limit,
-    attention_title,
 )
 from jaxbo.loss import token_weights
-from jaxbo.memory import MAX_PRIMAL_WIDTH
 from jaxbo.model import PRECISION, Params, init_params, normalise, token_scores
 
 
@@ -97,21 +93,14 @@ def step_bytes(config: Config, width: int) -> int:
     return 3 * 4 * tokens * tokens
 
 
-ENGINE = Engine(
+# The primal engine's data, widths and cost of the d-wide W and tokens; its own training code and claims.
+ENGINE = primal.ENGINE.derive(
     name="kernel",
-    model="attention",
     summary="W and p in kernel form (random W, fixed or trained): the primal iterates at O((nT)²) per step",
     not_exact=not_exact,
-    width=primal.ENGINE.width,
-    padding="zeros",
-    d_dtype=np.int32,
-    sample=primal.sample,
     start=start,
     bytes_per_run=bytes_per_run,
     step_bytes=step_bytes,
-    size_words=primal.size_words,
-    max_width=MAX_PRIMAL_WIDTH,
-    title=attention_title,
     limit=True,
     settings=ATTENTION_SETTINGS,
     coordinates=lambda params: f"R^{params.p.shape[-1]} (p and W = W₀ + W₀XᵀAX rebuilt from the kernel form's β, A)",
