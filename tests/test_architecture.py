@@ -14,6 +14,7 @@ import pathlib
 PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "jaxbo"
 ORDER = [
     "_version",
+    "deprecation",
     "config",
     "data",
     "reduced_form",
@@ -22,6 +23,7 @@ ORDER = [
     "kernel_form",
     "metrics",
     "limit",
+    "evaluation",
     "heads",
     "theory",
     "encoder_model",

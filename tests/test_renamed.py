@@ -47,3 +47,14 @@ def test_the_04_trainer_names_warn_and_give_the_renamed_function(member, old, ne
         module.no_such_trainer  # noqa: B018
     # An alias, not a second function of the old name (the kernel engine's kernel_trainer is the only one now).
     assert old not in vars(module)
+
+
+def test_the_engine_interface_holds_no_model_and_still_answers_its_04_names():
+    from jaxbo import evaluation
+    from jaxbo.engines import base
+
+    # Model-neutral: what is the attention model's lives in jaxbo.evaluation, not in the interface.
+    assert not [name for name in vars(base) if "attention" in name.lower()]
+    for name in ("ATTENTION_SETTINGS", "attention_evaluate", "attention_limit", "attention_title"):
+        with pytest.warns(DeprecationWarning, match=rf"engines\.base\.{name} is now jaxbo\.evaluation\.{name}"):
+            assert getattr(base, name) is getattr(evaluation, name)

@@ -16,7 +16,8 @@ import optax
 from jaxbo import data as data_lib
 from jaxbo import encoder_model
 from jaxbo.config import Config
-from jaxbo.engines.base import Engine, RunKeys, Trainer, renamed
+from jaxbo.deprecation import moved_names
+from jaxbo.engines.base import Engine, RunKeys, Trainer
 from jaxbo.memory import MAX_PRIMAL_WIDTH
 from jaxbo.metrics import complete
 
@@ -113,4 +114,4 @@ ENGINE = Engine(
 )
 
 #: 0.4's name (``descent_trainer``, which another engine's function also had), for one release.
-__getattr__ = renamed(__name__, {"descent_trainer": encoder_trainer})
+__getattr__ = moved_names(__name__, {"descent_trainer": f"{__name__}.encoder_trainer"})

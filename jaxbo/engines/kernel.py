@@ -11,13 +11,8 @@ import jax.numpy as jnp
 from jaxbo import kernel_form
 from jaxbo.config import Config
 from jaxbo.engines import primal
-from jaxbo.engines.base import (
-    ATTENTION_SETTINGS,
-    RunKeys,
-    Trainer,
-    attention_evaluate,
-    attention_limit,
-)
+from jaxbo.engines.base import RunKeys, Trainer
+from jaxbo.evaluation import ATTENTION_SETTINGS, attention_evaluate, attention_limit
 from jaxbo.loss import token_weights
 from jaxbo.model import PRECISION, Params, init_params, normalise, token_scores
 

@@ -12,13 +12,9 @@ import optax
 from jaxbo import data as data_lib
 from jaxbo.config import Config
 from jaxbo.data import Dataset
-from jaxbo.engines.base import (
+from jaxbo.engines.base import HISTORY_BYTES_PER_LOG, TOKEN_COPIES, Engine, RunKeys, Trainer
+from jaxbo.evaluation import (
     ATTENTION_SETTINGS,
-    HISTORY_BYTES_PER_LOG,
-    TOKEN_COPIES,
-    Engine,
-    RunKeys,
-    Trainer,
     attention_coordinates,
     attention_evaluate,
     attention_limit,

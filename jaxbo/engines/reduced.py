@@ -18,20 +18,15 @@ import optax
 
 from jaxbo import reduced_form
 from jaxbo.config import Config
+from jaxbo.deprecation import moved_names
 from jaxbo.engines import primal, reduced_paired
-from jaxbo.engines.base import (
+from jaxbo.engines.base import HISTORY_BYTES_PER_LOG, TOKEN_COPIES, Engine, RunKeys, SharedStep, Trainer
+from jaxbo.evaluation import (
     ATTENTION_SETTINGS,
-    HISTORY_BYTES_PER_LOG,
-    TOKEN_COPIES,
-    Engine,
-    RunKeys,
-    SharedStep,
-    Trainer,
     attention_coordinates,
     attention_evaluate,
     attention_limit,
     attention_title,
-    renamed,
 )
 from jaxbo.loss import score_weights, token_weights, with_trainable
 from jaxbo.model import PRECISION, Params, head_mean, init_params, normalise, token_scores
@@ -215,4 +210,4 @@ ENGINE = Engine(
 )
 
 #: 0.4's name (``kernel_trainer``, which another engine's function also had), for one release.
-__getattr__ = renamed(__name__, {"kernel_trainer": gram_trainer})
+__getattr__ = moved_names(__name__, {"kernel_trainer": f"{__name__}.gram_trainer"})

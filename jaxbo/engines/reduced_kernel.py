@@ -16,15 +16,8 @@ import numpy as np
 from jaxbo import reduced_form
 from jaxbo.config import Config
 from jaxbo.engines import kernel, reduced
-from jaxbo.engines.base import (
-    ATTENTION_SETTINGS,
-    HISTORY_BYTES_PER_LOG,
-    TOKEN_COPIES,
-    Engine,
-    RunKeys,
-    Trainer,
-    attention_title,
-)
+from jaxbo.engines.base import HISTORY_BYTES_PER_LOG, TOKEN_COPIES, Engine, RunKeys, Trainer
+from jaxbo.evaluation import ATTENTION_SETTINGS, attention_title
 from jaxbo.model import Params, head
 
 
