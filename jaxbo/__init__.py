@@ -2,6 +2,8 @@
 
 from jaxbo import (
     analysis,
+    causal_evaluation,
+    causal_model,
     checkpoint,
     data,
     devices,
@@ -41,6 +43,8 @@ __all__ = [
     "SweepResult",
     "__version__",
     "analysis",
+    "causal_evaluation",
+    "causal_model",
     "checkpoint",
     "data",
     "devices",

@@ -20,7 +20,8 @@ ATTENTION = ("identity", "fixed", "trained")
 WEIGHT_INITS = ("uniform", "gaussian")
 NORMALISERS = ("softmax", "sigmoid")
 GRADIENTS = ("analytic", "autodiff")
-MODELS = ("attention", "encoder")
+MODELS = ("attention", "encoder", "causal")
+TARGET_NOISES = ("sequence", "token")
 
 #: Config fields that are traced leaves (sweepable); every other field fixes a shape or a code path.
 SWEEPABLE = ("d", "signal_norm", "rho", "sigma", "noise_rate", "lr")
@@ -69,9 +70,10 @@ class Config:
         sigmoid attention). Every engine of the attention model runs either exactly; the t → ∞ limit is the
         softmax's.
       gradient: ``"analytic"`` (the closed form of docs/model.md §4, the paper's object) or ``"autodiff"`` (jax.grad).
-      model: ``"attention"`` (f(X) = νᵀXᵀsoftmax(XWᵀp), the paper's model) or ``"encoder"`` (the appendix's
+      model: ``"attention"`` (f(X) = νᵀXᵀsoftmax(XWᵀp), the paper's model), ``"encoder"`` (the appendix's
         one-layer Transformer encoder, ``jaxbo.encoder_model``: every parameter trained by ``jax.grad``, so
-        ``attention`` and ``gradient`` do not apply to it).
+        ``attention`` and ``gradient`` do not apply to it) or ``"causal"`` (the paper's third limit: one query
+        under a causal mask, predicting after every prefix that holds each role, ``jaxbo.causal_model``; W = I).
       mlp_width: width of the encoder's GELU MLP (2000 in the paper; 0: no MLP branch). Unused by the
         attention model.
       heads: H, attention heads of the attention model, f(X) = Σ_h ν_hᵀXᵀsoftmax(XW_hᵀp_h), each ν_h = ν/H
@@ -81,6 +83,9 @@ class Config:
       query_init_std: s, the scale of a random start p_h⁽⁰⁾ ~ N(0, s²I_d) (each head its own draw); 0 (the
         paper) starts from p = 0.
       layers: L, pre-LayerNorm blocks of the encoder (``model="encoder"``); 1 is the appendix's encoder.
+      target_noise: the causal model's label noise (``model="causal"``): ``"sequence"`` (every target of a
+        noisy sequence is its flipped label, as the paper's noise) or ``"token"`` (each next-label target
+        flipped on its own, η of all targets, by ``flips``).
     """
 
     n_train: int = 20
@@ -106,6 +111,7 @@ class Config:
     train_head: bool = False
     query_init_std: float = 0.0
     layers: int = 1
+    target_noise: str = "sequence"
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Config:
         # Runs before the generated __init__, so a misspelled field is named with the valid ones listed.
@@ -221,6 +227,7 @@ def _check_modes(config: Config) -> None:
         ("normaliser", NORMALISERS),
         ("gradient", GRADIENTS),
         ("model", MODELS),
+        ("target_noise", TARGET_NOISES),
     ):
         value = getattr(config, name)
         if not isinstance(value, str) or value not in allowed:
@@ -231,16 +238,27 @@ def _check_modes(config: Config) -> None:
             f"with attention='fixed' or 'trained' (got model={config.model!r}, attention={config.attention!r}); "
             "leave it at 'uniform' otherwise"
         )
-    if config.normaliser != "softmax" and config.model != "attention":
+    if config.normaliser != "softmax" and config.model == "encoder":
         raise ValueError(
-            f"Config.normaliser = {config.normaliser!r} is the attention model's φ: it needs model='attention' "
-            f"(got model={config.model!r}, whose attention is the encoder's own softmax); leave it at 'softmax'"
+            f"Config.normaliser = {config.normaliser!r} is the attention model's φ: it needs model='attention' or "
+            f"'causal' (got model={config.model!r}, whose attention is the encoder's own softmax); leave it at "
+            "'softmax'"
+        )
+    if config.target_noise != "sequence" and config.model != "causal":
+        raise ValueError(
+            f"Config.target_noise = {config.target_noise!r} is the causal model's label noise: it needs "
+            f"model='causal' (got model={config.model!r}); leave it at 'sequence'"
+        )
+    if config.model == "causal" and config.attention != "identity":
+        raise ValueError(
+            f"Config.attention = {config.attention!r} with model='causal': the causal model has W = I "
+            "(attention='identity')"
         )
 
 
 #: Fields added after checkpoint format /2 (jaxbo 0.4.0): a checkpoint fingerprint names them only at a
 #: non-default value, so stores written before they existed still match a sweep that leaves them at default.
-LATER_FIELDS = ("weight_init", "normaliser")
+LATER_FIELDS = ("weight_init", "normaliser", "target_noise")
 
 
 def field_names() -> tuple[str, ...]:

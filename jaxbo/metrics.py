@@ -88,6 +88,43 @@ class Metrics:
 
 jax.tree_util.register_dataclass(Metrics, data_fields=[f.name for f in dataclasses.fields(Metrics)], meta_fields=[])
 
+
+@dataclasses.dataclass(frozen=True)
+class CausalMetrics(Metrics):
+    """``Metrics`` of the causal model (``Config.model = "causal"``, ``jaxbo.causal_model``): every field of
+    ``Metrics`` and the per-position ones below; P = T − τ₀ + 1 predictions per sequence, one per prefix τ = τ₀
+    … T.
+
+    The shared fields read, for this model: ``train_accuracy``, ``clean_accuracy`` and ``noisy_fit`` over
+    every training target (i, τ), clean ones and noisy ones; ``train_loss`` the mean over targets;
+    ``test_accuracy`` the *worst* position's test accuracy (min over τ, so the regime's "≥ 1 − ε" holds at every
+    τ) and ``test_loss`` the mean over positions; the attention fields (per role, 𝔖, gaps, fit_by_…) the
+    attention of the last prefix τ = T (the paper's whole-sequence softmax) with that position's targets.
+
+    Attributes:
+      position_accuracy: test accuracy of f_τ at each prefix τ = τ₀ … T, (P,).
+      position_fit: at each τ, the fraction of training targets fitted among those some token of the prefix can
+        fit alone (a score of the target's sign), (P,); NaN where none can.
+      attainable_fit: Σ_i fitted_i / Σ_i M_i, M_i the most targets of sequence i that one selection fits together
+        (``causal_model.attainable``): 1 when the model fits everything any selection can (the regime's "every
+        attainable target fitted").
+      unattainable: Σ_i (P − M_i) / (nP): the fraction of training targets no selection can fit together with
+        the rest of their sequence's best.
+      noisy_unattainable: the fraction of noisy targets that no token of their prefix can fit even alone; NaN
+        without noisy targets.
+    """
+
+    position_accuracy: jax.Array
+    position_fit: jax.Array
+    attainable_fit: jax.Array
+    unattainable: jax.Array
+    noisy_unattainable: jax.Array
+
+
+jax.tree_util.register_dataclass(
+    CausalMetrics, data_fields=[f.name for f in dataclasses.fields(CausalMetrics)], meta_fields=[]
+)
+
 #: Shape of one run's value of each ``Metrics`` field that is not a scalar.
 FIELD_SHAPES = {
     "attention_clean": (len(ROLE_NAMES),),
@@ -99,17 +136,18 @@ FIELD_SHAPES = {
 }
 
 
-def assemble(*parts: dict[str, jax.Array], nan_for_missing: bool = False) -> Metrics:
-    """The one constructor of ``Metrics``: from the parts a model measures (its training part, its test part…),
-    each field in exactly one part. A field no part holds is an error, or NaN (float32, shape ``FIELD_SHAPES``)
-    with ``nan_for_missing`` (``complete``); an unknown or repeated field is an error. Checked at trace time."""
+def assemble(*parts: dict[str, jax.Array], nan_for_missing: bool = False, kind: type = Metrics) -> Metrics:
+    """The one constructor of ``Metrics`` (and of its model-specific extensions, ``kind``, e.g.
+    ``CausalMetrics``): from the parts a model measures (its training part, its test part…), each field in
+    exactly one part. A field no part holds is an error, or NaN (float32, shape ``FIELD_SHAPES``) with
+    ``nan_for_missing`` (``complete``); an unknown or repeated field is an error. Checked at trace time."""
     values: dict[str, jax.Array] = {}
     for part in parts:
         repeated = sorted(set(values) & set(part))
         if repeated:
             raise ValueError(f"Metrics fields {repeated} are measured twice")
         values.update(part)
-    names = [field.name for field in dataclasses.fields(Metrics)]
+    names = [field.name for field in dataclasses.fields(kind)]
     unknown = sorted(set(values) - set(names))
     if unknown:
         raise ValueError(f"Metrics has no field(s) {unknown}; fields are {names}")
@@ -117,7 +155,7 @@ def assemble(*parts: dict[str, jax.Array], nan_for_missing: bool = False) -> Met
     if missing and not nan_for_missing:
         raise ValueError(f"Metrics fields {missing} are not measured (nan_for_missing=True fills them with NaN)")
     values.update({name: jnp.full(FIELD_SHAPES.get(name, ()), jnp.nan, jnp.float32) for name in missing})
-    return Metrics(**values)
+    return kind(**values)
 
 
 def complete(values: dict[str, jax.Array]) -> Metrics:

@@ -94,9 +94,25 @@ class SweepResult:
 
     @property
     def regime(self) -> np.ndarray:
-        """Regime code of every run, (*grid_shape, seeds): ``theory.BENIGN``, ``HARMFUL`` or ``NOT_OVERFITTING``."""
-        codes = regime(self.final["train_accuracy"], self.final["test_accuracy"], self.regime_tolerance)
+        """Regime code of every run, (*grid_shape, seeds): ``theory.BENIGN``, ``HARMFUL`` or ``NOT_OVERFITTING``.
+
+        "Fitted" reads ``train_accuracy``, or for a model whose targets are not all attainable (the causal model,
+        ``Metrics`` with ``attainable_fit``) the fit of the attainable ones; its ``test_accuracy`` is then the
+        worst position's."""
+        fit = self.final.get("attainable_fit", self.final["train_accuracy"])
+        codes = regime(fit, self.final["test_accuracy"], self.regime_tolerance)
         return np.asarray(codes, np.int32)
+
+    def position_regime(self) -> np.ndarray:
+        """The causal model's regime at each prediction position τ = τ₀ … T, (*grid_shape, seeds, P): fitted
+        where every target of that position that some token of its prefix can fit is fitted
+        (``position_fit``), benign where its test accuracy (``position_accuracy``) is also >= 1 − ε."""
+        if "position_accuracy" not in self.final:
+            raise ValueError(
+                f"position_regime is the causal model's; this sweep ran Config.model = {self.config.model!r}"
+            )
+        fit = np.nan_to_num(self.final["position_fit"], nan=1.0)  # no attainable target: nothing left unfitted
+        return np.asarray(regime(fit, self.final["position_accuracy"], self.regime_tolerance), np.int32)
 
     @property
     def has_limit(self) -> bool:

@@ -28,6 +28,8 @@ CASES = [
         "reduced",
     ),
     ("primal, 2 heads, W trained", {"heads": 2, "attention": "trained", "train_head": True}, "primal"),
+    ("causal, sequence noise", {"model": "causal"}, "causal"),
+    ("causal reduced, token noise", {"model": "causal", "target_noise": "token"}, "causal_reduced"),
 ]
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import warnings
 
 from jaxbo.config import Config
-from jaxbo.engines import encoder, kernel, primal, reduced, reduced_kernel
+from jaxbo.engines import causal, causal_reduced, encoder, kernel, primal, reduced, reduced_kernel
 from jaxbo.engines.base import Engine, RunKeys, SharedStep, Trainer
 
 __all__ = ["AUTO", "REGISTRY", "Engine", "RunKeys", "SharedStep", "Trainer", "for_model", "lookup", "names", "resolve"]
@@ -24,6 +24,8 @@ REGISTRY: tuple[Engine, ...] = (
     kernel.ENGINE,
     primal.ENGINE,
     encoder.ENGINE,
+    causal_reduced.ENGINE,
+    causal.ENGINE,
 )
 
 AUTO = "auto"
