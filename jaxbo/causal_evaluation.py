@@ -14,8 +14,10 @@ import jax
 import jax.numpy as jnp
 
 from jaxbo import causal_model
+from jaxbo import limit as limit_lib
 from jaxbo.config import Config
-from jaxbo.data import Dataset, sample_test_projected
+from jaxbo.data import Dataset, projected_basis, sample_test_projected
+from jaxbo.evaluation import LIMIT_TEST_STREAM
 from jaxbo.loss import logistic_loss
 from jaxbo.metrics import (
     CausalMetrics,
@@ -24,7 +26,7 @@ from jaxbo.metrics import (
     masked_mean,
     train_metrics_of_logits,
 )
-from jaxbo.model import Params, scores_along, token_scores
+from jaxbo.model import PRECISION, Params, scores_along, token_scores
 
 #: The model settings (``Config`` fields beyond ``config.DATA_FIELDS``) the causal model's engines run: φ,
 #: the gradient's form and the kind of label noise (``mlp_width`` is the encoder's and does not change it).
@@ -122,3 +124,82 @@ def causal_evaluate(
         return assemble(training, {**shared_test, **own}, kind=CausalMetrics)
 
     return evaluate
+
+
+def hard_selection(logits, gamma, mask) -> jax.Array:
+    """f_τ under hard selection: γ of each prefix's largest logit, (n, P), for logits and scores (n, T)."""
+    return jnp.take_along_axis(gamma, causal_model.running_selection(logits, mask), axis=-1)
+
+
+def causal_limit(
+    config: Config, keys, train_set: Dataset, test_set: Dataset | None, head_params: Params, view: Callable
+) -> Callable:
+    """``Trainer.limit`` of the causal model for any engine of it: ``values -> limit.CausalLimit``.
+
+    The attention SVM of the run's running selection α̂_{i,τ} (``causal_model.limit_constraints``: one constraint
+    per token, n(T − 1) in all, as the paper model's), its dual solved in Gram coordinates (``limit.solve_dual``),
+    and Tarzanagh et al.'s certificate read per constraint with the target of the prefix where it binds: a
+    support token must score below its winner in ỹ_{i,τ}νᵀx. Test metrics: hard selection by p_mm at every
+    prefix, on the run's test draw extended along p_mm as ``evaluation.attention_limit`` does.
+    """
+    tokens, targets = train_set.tokens, train_set.labels
+    n, T = tokens.shape[:2]
+    flat = tokens.reshape(n * T, -1)
+    start, mask = causal_model.prediction_start(config.layout), causal_model.prefix_mask(config)
+    gamma = token_scores(head_params, tokens)
+    best = causal_model.attainable(targets, gamma, start)
+
+    def test_logits(q_mm, query):
+        if test_set is not None:
+            return test_set, jnp.einsum("ntd,d->nt", test_set.tokens, q_mm, precision=PRECISION), head_params.nu
+        projected, _, head = sample_test_projected(keys.test, config, query, head_params.nu)
+        basis = projected_basis(query, head_params.nu)
+        along = jax.random.normal(jax.random.fold_in(keys.test, LIMIT_TEST_STREAM), (*projected.labels.shape, T))
+        inside = jnp.matmul(q_mm, basis, precision=PRECISION)
+        outside = jnp.linalg.norm(q_mm - jnp.matmul(basis, inside, precision=PRECISION))
+        logits = jnp.einsum("ntk,k->nt", projected.tokens, inside, precision=PRECISION) + config.sigma * outside * along
+        return projected, logits, head
+
+    def limit(values) -> limit_lib.CausalLimit:
+        p = view(values).p
+        selection = causal_model.running_selection(scores_along(tokens, p), mask)
+        winners, losers, binding = causal_model.limit_constraints(selection, start)
+        rows = jnp.arange(n)[:, None] * T
+        winners_flat, losers_flat = (rows + winners).reshape(-1), (rows + losers).reshape(-1)
+        gram = jnp.matmul(flat, flat.T, precision=PRECISION)
+        solution = limit_lib.solve_dual(limit_lib.pair_gram(gram, winners_flat, losers_flat))
+        coefficients = limit_lib.pair_coefficients(solution.multipliers, winners_flat, losers_flat, n * T)
+        p_mm = jnp.matmul(coefficients, flat, precision=PRECISION)
+        signed = jnp.take_along_axis(targets, binding, axis=-1)  # ỹ of the prefix where each constraint binds
+        mine = signed * jnp.take_along_axis(gamma, winners, axis=-1)
+        theirs = signed * jnp.take_along_axis(gamma, losers, axis=-1)
+        support = solution.margins.reshape(n, T - 1) <= 1.0 + limit_lib.ACTIVE
+        violations = jnp.sum(support & (theirs >= mine))
+        status = limit_lib.limit_status(solution, violations)
+        fitted = targets * jnp.take_along_axis(gamma, selection, axis=-1) > 0
+        test, logits, head = test_logits(p_mm, p)
+        test_gamma = scores_along(test.tokens, head)
+        margins = test.labels[:, None] * hard_selection(logits, test_gamma, mask)
+        by_position = jnp.mean(margins > 0, axis=0)
+        norm = jnp.linalg.norm(p_mm)
+        defined = status != limit_lib.INFEASIBLE
+        value = lambda x: jnp.where(defined, x, jnp.nan)  # noqa: E731 - one rule for every metric of the limit
+        return limit_lib.CausalLimit(
+            status=status.astype(jnp.int32),
+            train_accuracy=value(jnp.mean(fitted)),
+            clean_accuracy=value(masked_mean(fitted.reshape(-1), ~train_set.noisy_mask.reshape(-1))),
+            noisy_fit=value(masked_mean(fitted.reshape(-1), train_set.noisy_mask.reshape(-1))),
+            test_accuracy=value(jnp.min(by_position)),
+            test_loss=value(jnp.mean(logistic_loss(margins))),
+            correlation=value(jnp.vdot(p, p_mm) / jnp.maximum(jnp.linalg.norm(p) * norm, 1e-30)),
+            violations=violations.astype(jnp.int32),
+            support=jnp.sum(support).astype(jnp.int32),
+            margin=value(1.0 / jnp.maximum(norm, 1e-30)),
+            residual=solution.residual,
+            iterations=solution.iterations.astype(jnp.int32),
+            selection=selection[:, -1],
+            attainable_fit=value(jnp.sum(fitted) / jnp.sum(best)),
+            position_accuracy=value(by_position),
+        )
+
+    return limit

@@ -180,3 +180,36 @@ def attainable_each(targets: jax.Array, gamma: jax.Array, start: int) -> jax.Arr
     mask = np.arange(gamma.shape[-1])[None, :] < (start + np.arange(count))[:, None]  # (P, T)
     agrees = targets[..., None] * gamma[..., None, :] > 0  # (n, P, T)
     return jnp.any(agrees & mask, axis=-1)
+
+
+# --- the t → ∞ limit's constraints ------------------------------------------------------------------------------
+
+
+def running_selection(logits: jax.Array, mask: np.ndarray) -> jax.Array:
+    """α̂_{i,τ}: the token of largest logit in each prefix (hard selection), (n, P) int32, for logits (n, T)."""
+    return jnp.argmax(jnp.where(mask, logits[..., None, :], -jnp.inf), axis=-1).astype(jnp.int32)
+
+
+def limit_constraints(selection: jax.Array, start: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """The causal attention SVM's constraints, one per token that is not the last prefix's selection:
+    (winners, losers, binding positions), each (n, T − 1).
+
+    Every prefix τ asks its selection to beat every other token of the prefix by a margin of 1. That set is the
+    same as one constraint per loser t: the first selection after t's arrival that is not t itself must beat it
+    (a later selection beats that one in turn, each change of selection being a constraint of its own). With
+    one selection for every τ it is the paper model's constraint set, (α̂_i, t) for t ≠ α̂_i.
+
+    Args:
+      selection: α̂ (n, P) (``running_selection``); start: τ₀.
+    """
+    count = selection.shape[-1]
+    T = start + count - 1
+    final = selection[:, -1]
+    base = jnp.arange(T - 1)
+    losers = base[None, :] + (base[None, :] >= final[:, None])  # (n, T − 1), the tokens t ≠ α̂_{i,T}
+    arrival = jnp.maximum(losers + 1 - start, 0)  # the first position whose prefix holds t
+    k = jnp.arange(count)
+    later = (k[None, None, :] >= arrival[..., None]) & (selection[:, None, :] != losers[..., None])  # (n, T−1, P)
+    binding = jnp.argmax(later, axis=-1)  # exists: the last selection is not t
+    winners = jnp.take_along_axis(selection, binding, axis=-1)
+    return winners, losers, binding

@@ -169,6 +169,28 @@ def row_coefficients(multipliers: jax.Array, selected: jax.Array, T: int) -> jax
     return coefficients.reshape(-1)
 
 
+def pair_gram(gram: jax.Array, winners: jax.Array, losers: jax.Array) -> jax.Array:
+    """Q_kl = (r_{w_k} − r_{l_k})ᵀ(r_{w_l} − r_{l_l}) for constraints given as flat row indices (winner w, loser
+    l), each (K,), from the Gram matrix of the training rows (``gram``: (nT, nT)): (K, K). ``constraint_gram``
+    is the case of one winner per sample."""
+    return gram[winners][:, winners] - gram[winners][:, losers] - gram[losers][:, winners] + gram[losers][:, losers]
+
+
+def pair_coefficients(multipliers: jax.Array, winners: jax.Array, losers: jax.Array, size: int) -> jax.Array:
+    """β with p_mm = Σ_k λ_k (r_{w_k} − r_{l_k}) = Σ_j β_j r_j: (size,), for λ, winners and losers (K,)."""
+    coefficients = jnp.zeros(size, multipliers.dtype).at[winners].add(multipliers)
+    return coefficients.at[losers].add(-multipliers)
+
+
+def limit_status(solution: DualSolution, violations: jax.Array) -> jax.Array:
+    """The ``LIMIT_STATUS`` code of a solved dual and its certificate's violations."""
+    return jnp.where(
+        solution.infeasible,
+        INFEASIBLE,
+        jnp.where(~solution.converged, UNSOLVED, jnp.where(violations > 0, UNSETTLED, SETTLED)),
+    )
+
+
 @dataclasses.dataclass(frozen=True)
 class Limit:
     """The t → ∞ limit of one run (``simulate(..., limit=True)``; in a sweep, ``final["limit_<field>"]``).
@@ -206,6 +228,26 @@ class Limit:
 
 
 jax.tree_util.register_dataclass(Limit, data_fields=[f.name for f in dataclasses.fields(Limit)], meta_fields=[])
+
+
+@dataclasses.dataclass(frozen=True)
+class CausalLimit(Limit):
+    """The ``Limit`` of a run of the causal model (``jaxbo.causal_model``): the shared fields read as its
+    ``CausalMetrics`` do (``train_accuracy`` over every target, ``test_accuracy`` the worst position's),
+    ``selection`` is the last prefix's α̂ (n,), and
+
+    Attributes:
+      attainable_fit: targets fitted under hard selection over Σ_i M_i (``causal_model.attainable``).
+      position_accuracy: hard-selection test accuracy at each prefix τ = τ₀ … T, (P,).
+    """
+
+    attainable_fit: jax.Array
+    position_accuracy: jax.Array
+
+
+jax.tree_util.register_dataclass(
+    CausalLimit, data_fields=[f.name for f in dataclasses.fields(CausalLimit)], meta_fields=[]
+)
 
 
 def certificate(selected: jax.Array, margins: jax.Array, signed_scores: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -255,11 +297,7 @@ def limit_of(
     p_mm = jnp.matmul(row_coefficients(solution.multipliers, selected, T), flat, precision=PRECISION)
     q_mm = p_mm if to_query is None else to_query(p_mm)
     violations, support = certificate(selected, solution.margins.reshape(n, T - 1), train.labels[:, None] * train_gamma)
-    status = jnp.where(
-        solution.infeasible,
-        INFEASIBLE,
-        jnp.where(~solution.converged, UNSOLVED, jnp.where(violations > 0, UNSETTLED, SETTLED)),
-    )
+    status = limit_status(solution, violations)
     chosen = jnp.take_along_axis(train_gamma, selected[:, None], axis=-1)[:, 0]
     train_accuracy, _ = accuracy_and_loss(chosen, train.labels)
     fitted = train.labels * chosen > 0
@@ -303,7 +341,7 @@ def not_covered(config, optimizer, engine) -> list[str]:
             f"Config.heads = {config.heads}, train_head = {config.train_head}, query_init_std = "
             f"{config.query_init_std} (the limit is the one-head model's with a fixed head from p = 0)"
         )
-    if config.model == "attention" and config.normaliser != "softmax":
+    if config.model in ("attention", "causal") and config.normaliser != "softmax":
         reasons.append(
             f"Config.normaliser = {config.normaliser!r} (the attention SVM is the softmax's limit: its selection "
             "of one token per sample is what the softmax's saturation does)"

@@ -128,7 +128,8 @@ class SweepResult:
         from jaxbo.limit import INFEASIBLE, SETTLED
 
         status = self.limit_status()
-        codes = regime(self.final["limit_train_accuracy"], self.final["limit_test_accuracy"], self.regime_tolerance)
+        fit = self.final.get("limit_attainable_fit", self.final["limit_train_accuracy"])
+        codes = regime(fit, self.final["limit_test_accuracy"], self.regime_tolerance)
         codes = np.where(status == SETTLED, codes, np.where(status == INFEASIBLE, INFEASIBLE_REGIME, UNSETTLED_REGIME))
         return np.asarray(codes, np.int32)
 

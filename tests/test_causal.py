@@ -8,10 +8,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from test_limit import scipy_svm
 from test_reduced import exact_reduction
 
 import jaxbo
-from jaxbo import causal_model, cli, data, engines, model, train
+from jaxbo import causal_evaluation, causal_model, cli, data, engines, evaluation, model, train
 from jaxbo.engines import causal
 
 CAUSAL = jaxbo.Config(
@@ -143,8 +144,8 @@ def test_auto_picks_the_reduced_engine_and_bad_input_is_refused_naming_the_field
         CAUSAL.replace(T=2)
     with pytest.raises(ValueError, match=r"engine = 'reduced' does not exist for Config.model = 'causal'"):
         jaxbo.simulate(jax.random.key(0), CAUSAL, engine="reduced")
-    with pytest.raises(ValueError, match=r"limit=True is not covered here: the causal_reduced engine"):
-        jaxbo.sweep({"d": [60]}, config=CAUSAL, limit=True, progress=False)
+    with pytest.raises(ValueError, match=r"limit=True is not covered here: Config.normaliser = 'sigmoid'"):
+        jaxbo.sweep({"d": [60]}, config=CAUSAL.replace(normaliser="sigmoid"), limit=True, progress=False)
 
 
 def test_a_sweep_reads_regimes_per_position_and_fits_no_more_than_any_selection_can():
@@ -169,3 +170,66 @@ def test_the_command_line_runs_it(tmp_path, capsys):
     assert cli.main([*arguments, "--out", str(out), "--quiet"]) == 0
     loaded = jaxbo.load(out / "phase_diagram")
     assert loaded.config.target_noise == "token" and "position_accuracy" in loaded.final
+
+
+def limit_inputs(config, p):
+    """A training and a full test set in R^d with targets, the model's parameters at query ``p``, and run keys."""
+    keys = engines.RunKeys(*data.run_keys(jax.random.key(3)))
+    train_set, test_set = data.sample_train_test(jax.random.key(3), config)
+    params = dataclasses.replace(model.init_params(keys.weights, config), p=p)
+    return keys, train_set, test_set, params
+
+
+def test_with_one_selection_for_every_prefix_the_limit_is_the_papers():
+    # Sequence-level noise and a query whose every prefix selects the relevant token x₁: the causal SVM's
+    # constraints are the paper's (α̂_i, t), t ≠ α̂_i, so its limit is the paper model's on the same data.
+    config = CAUSAL.replace(signal_norm=10.0)
+    p = jnp.zeros(config.d).at[:2].set(3.0)
+    keys, train_set, test_set, params = limit_inputs(config, p)
+    targets = causal_model.with_targets(keys.train, config, train_set)
+    selection = causal_model.running_selection(
+        model.scores_along(train_set.tokens, p), causal_model.prefix_mask(config)
+    )
+    assert np.all(np.asarray(selection) == 0)
+    causal_limit = causal_evaluation.causal_limit(config, keys, targets, test_set, params, lambda v: v)(params)
+    paper = config.replace(model="attention")
+    paper_limit = evaluation.attention_limit(paper, keys, train_set, test_set, params, lambda v: (v, None))(params)
+    for name in ("status", "margin", "correlation", "support", "violations", "iterations", "residual"):
+        np.testing.assert_array_equal(getattr(causal_limit, name), getattr(paper_limit, name), err_msg=name)
+    np.testing.assert_array_equal(causal_limit.position_accuracy[-1], paper_limit.test_accuracy)
+
+
+def test_the_limit_of_a_changing_selection_is_the_svm_of_every_prefixs_constraints():
+    # A query under which selections change along the prefix: the one-constraint-per-token SVM against scipy's
+    # float64 solution of the full set (every prefix's selection against every other token of the prefix).
+    config = CAUSAL.replace(target_noise="token", signal_norm=2.0)
+    p = 0.8 * jax.random.normal(jax.random.key(9), (config.d,))
+    keys, train_set, test_set, params = limit_inputs(config, p)
+    targets = causal_model.with_targets(keys.train, config, train_set)
+    mask = causal_model.prefix_mask(config)
+    tokens = np.asarray(train_set.tokens, np.float64)
+    selection = np.asarray(causal_model.running_selection(model.scores_along(train_set.tokens, p), mask))
+    assert np.any(selection[:, 0] != selection[:, -1])  # the check reaches changing selections
+    rows = np.stack([
+        tokens[i, selection[i, k]] - tokens[i, t]
+        for i in range(config.n_train) for k in range(mask.shape[0]) for t in np.flatnonzero(mask[k])
+        if t != selection[i, k]
+    ])  # fmt: skip
+    reference = scipy_svm(rows)
+    found = causal_evaluation.causal_limit(config, keys, targets, test_set, params, lambda v: v)(params)
+    assert int(found.status) in (0, 1)  # solved (settled or not)
+    np.testing.assert_allclose(float(found.margin), 1.0 / np.linalg.norm(reference), rtol=2e-3)
+    cosine = float(np.asarray(p, np.float64) @ reference / (np.linalg.norm(p) * np.linalg.norm(reference)))
+    np.testing.assert_allclose(float(found.correlation), cosine, atol=2e-3)
+
+
+def test_a_sweep_computes_the_causal_limit_and_its_regimes():
+    config = CAUSAL.replace(steps=200, log_every=200, lr=0.5)
+    result = jaxbo.sweep({"d": [100], "signal_norm": [2.0, 8.0]}, seeds=3, config=config, limit=True, progress=False)
+    final = result.final
+    assert final["limit_position_accuracy"].shape == (1, 2, 3, causal_model.positions(config))
+    settled = final["limit_status"] == 0
+    assert settled.any()
+    np.testing.assert_array_equal(final["limit_test_accuracy"], final["limit_position_accuracy"].min(axis=-1))
+    assert np.all(final["limit_attainable_fit"][settled] <= 1.0)
+    assert set(np.unique(result.limit_regime)) <= set(range(5))

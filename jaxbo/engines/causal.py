@@ -12,7 +12,7 @@ import dataclasses
 import optax
 
 from jaxbo import causal_model
-from jaxbo.causal_evaluation import CAUSAL_SETTINGS, causal_coordinates, causal_evaluate, causal_title
+from jaxbo.causal_evaluation import CAUSAL_SETTINGS, causal_coordinates, causal_evaluate, causal_limit, causal_title
 from jaxbo.config import Config
 from jaxbo.data import Dataset
 from jaxbo.engines import primal
@@ -56,6 +56,7 @@ def causal_trainer(
         step=step,
         evaluate=causal_evaluate(config, keys, train_set, test_set, params, with_p),
         params_of=with_p,
+        limit=causal_limit(config, keys, train_set, test_set, params, with_p),
     )
 
 
@@ -91,5 +92,6 @@ ENGINE = primal.ENGINE.derive(
     size_words=size_words,
     title=causal_title,
     settings=CAUSAL_SETTINGS,
+    limit=True,
     coordinates=lambda params: causal_coordinates(params, "R^{width}"),
 )

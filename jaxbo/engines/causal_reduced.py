@@ -37,6 +37,7 @@ ENGINE = reduced.ENGINE.derive(
     sample=sample,
     title=causal_title,
     settings=CAUSAL_SETTINGS,
+    limit=True,
     coordinates=lambda params: causal_coordinates(
         params,
         "{width} coordinates (e₁, e₂, then an orthonormal basis of the training noise's span); use "
