@@ -1,7 +1,7 @@
 """The causal model's evaluation, shared by its engines: final train/test metrics (``causal_evaluate``,
 ``Trainer.evaluate`` returning ``metrics.CausalMetrics``), its title and the settings its engines declare.
 
-What it measures beyond the shared ``Metrics`` fields (docs/model.md §9): test accuracy at every prefix, the
+What it measures beyond the shared ``Metrics`` fields (docs/model.md §8): test accuracy at every prefix, the
 fit of the targets some selection can fit (``causal_model.attainable``) and how many no selection can.
 """
 

@@ -1,4 +1,4 @@
-"""The causal attention model: token selection after every prefix, with next-label targets (docs/model.md §9).
+"""The causal attention model: token selection after every prefix, with next-label targets (docs/model.md §8).
 
 The paper names three limits of its analysis: a fixed linear head, one layer, and no autoregressive setting.
 This is the third as a model. One shared query p (W = I), the paper's fixed head ν and a causal mask: after each

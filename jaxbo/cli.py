@@ -384,6 +384,12 @@ def _run(args, config: Config) -> int:
             f"train acc {float(final.train_accuracy):.3f}, test acc {float(final.test_accuracy):.3f}, "
             f"noisy fitted {float(final.noisy_fit):.3f}"
         )
+        if hasattr(final, "position_accuracy"):  # a model whose targets are per position (the causal model)
+            by_position = " ".join(f"{float(value):.3f}" for value in final.position_accuracy)
+            print(
+                f"attainable targets fitted {float(final.attainable_fit):.3f}, unattainable "
+                f"{float(final.unattainable):.3f}; test acc by position {by_position}"
+            )
         if run.limit is not None:
             from jaxbo.limit import LIMIT_STATUS
 

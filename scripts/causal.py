@@ -29,6 +29,12 @@ from jaxbo import analysis, causal_model, plot, theory  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PAPER_GRID = {"d": [250 + 125 * i for i in range(39)], "signal_norm": [5 + 2.5 * i for i in range(39)]}
+#: docs/theory.md's wide grid: d = 10²…10⁶ and ‖μ‖ = 1…3000, geometric, where the boundaries' exponents are read.
+WIDE_GRID = {
+    "d": np.unique(np.geomspace(100, 10**6, 13).round()).astype(int).tolist(),
+    "signal_norm": np.geomspace(1.0, 3000.0, 28).tolist(),
+}
+HORIZONS = (1000, 10_000)
 MODELS = (
     ("the paper's model", jaxbo.Config()),
     ("causal, sequence-level noise", jaxbo.Config(model="causal")),
@@ -115,6 +121,30 @@ def position_rows(results: list) -> list[str]:
     return [f"| model | cells | {header} | first − last |", "|---|---|" + "---|" * (count + 1), *rows]
 
 
+def position_figure(results: list, out: str) -> str:
+    """Test accuracy against τ, mean over the runs of each majority regime's cells, one panel per noise kind."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(10, 3.8), layout="constrained")
+    axes = figure.subplots(1, 2, sharey=True)
+    for axis, (label, config), (result, _) in zip(axes, MODELS[1:], results[1:], strict=True):
+        start = causal_model.prediction_start(config.layout)
+        majority, tied = result.majority_regime(), result.tied()
+        by_position = result.final["position_accuracy"]
+        taus = start + np.arange(by_position.shape[-1])
+        for code, name in enumerate(theory.REGIME_NAMES):
+            cells = (majority == code) & ~tied
+            if cells.any():
+                means = np.nanmean(by_position[cells], axis=(0, 1))
+                axis.plot(taus, means, marker="o", color=f"C{code}", label=f"{name} ({int(cells.sum())} cells)")
+        axis.set(title=label, xlabel="prefix τ (prediction after token τ)", xticks=taus)
+        axis.legend(fontsize=8)
+    axes[0].set_ylabel("test accuracy of f_τ")
+    name = "causal_positions.png"
+    figure.savefig(os.path.join(out, name), dpi=110)
+    return name
+
+
 def limit_rows(grid: dict, seeds: int) -> tuple[list[str], float, list]:
     rows, walls = [LIMIT_HEADER], []
     for label, config in MODELS:
@@ -129,10 +159,82 @@ def limit_rows(grid: dict, seeds: int) -> tuple[list[str], float, list]:
     return rows, walls[1] / walls[0], walls
 
 
+def wide_rows(grid: dict, seeds: int, horizons: tuple[int, ...]) -> tuple[list[str], list[str], dict]:
+    """The three models on the wide grid at each horizon: exponents (first table) and boundaries per d (second)."""
+    fits_table = [
+        "| model | steps | harmful slope b [95 %] (theory ¼) | not-overfitting slope b [95 %] (theory ½) "
+        "| cells benign / harmful / not / tied | mean noisy fit | attainable fit | wall |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    d_header = " | ".join(f"d = {d:,}" for d in grid["d"])
+    per_d = [f"| model | steps | {d_header} |", "|---|---|" + "---|" * len(grid["d"])]
+    measured_by = {}
+    for steps in horizons:
+        for label, config in MODELS:
+            config = config.replace(steps=steps, log_every=steps)
+            result, seconds = timed_sweep(grid, config, seeds)
+            measured = analysis.boundaries(result)
+            fits = analysis.fit_boundaries(measured)
+            measured_by[(label, steps)] = (measured, result)
+            attainable = (
+                f"{np.nanmean(result.final['attainable_fit']):.3f}" if "attainable_fit" in result.final else "—"
+            )
+            fits_table.append(
+                f"| {label} | {steps:,} | {fitted(fits, 'harmful')} | {fitted(fits, 'not_overfitting')} "
+                f"| {counts(result)} | {np.nanmean(result.final['noisy_fit']):.3f} | {attainable} | {seconds:.1f} s |"
+            )
+            cells = " | ".join(
+                f"{h:.1f} / {n:.1f}" for h, n in zip(measured.harmful, measured.not_overfitting, strict=True)
+            )
+            per_d.append(f"| {label} | {steps:,} | {cells} |")
+    return fits_table, per_d, measured_by
+
+
+def findings(results: list, measured_by: dict) -> list[str]:
+    """What the tables say, computed from them: the sequence-level control against the paper's model, what
+    token-level noise does to fitting and to the not-overfitting boundary, and accuracy along the sequence."""
+    paper, sequence, token = (result for result, _ in results)
+    lines = []
+    agree = np.mean(paper.majority_regime() == sequence.majority_regime())
+    lines.append(
+        f"- **Sequence-level noise (the control)**: the causal model's majority regime equals the paper model's in "
+        f"{agree:.0%} of the paper grid's cells, with mean noisy fit {np.nanmean(sequence.final['noisy_fit']):.3f} "
+        f"against {np.nanmean(paper.final['noisy_fit']):.3f}."
+    )
+    noisy_fit = np.nanmean(token.final["noisy_fit"])
+    unattainable = np.nanmean(token.final["noisy_unattainable"])
+    lines.append(
+        f"- **Token-level noise**: {np.nanmean(token.final['unattainable']):.1%} of all targets (and "
+        f"{unattainable:.1%} of the noisy ones, each alone) are out of reach of any selection; of the rest the model "
+        f"fits a mean {np.nanmean(token.final['attainable_fit']):.3f}, noisy targets {noisy_fit:.3f}, so "
+        f"{token.regime_counts()['not overfitting']} of {token.majority_regime().size} cells do not overfit at "
+        f"{token.config.steps:,} steps."
+    )
+    for steps in sorted({steps for _, steps in measured_by}):
+        measured, _ = measured_by[("causal, token-level noise", steps)]
+        found = int(np.sum(np.isfinite(measured.not_overfitting)))
+        control, _ = measured_by[("causal, sequence-level noise", steps)]
+        lines.append(
+            f"  On the wide grid at {steps:,} steps its not-overfitting boundary is found at {found} of "
+            f"{len(measured.d)} d (sequence-level noise: {int(np.sum(np.isfinite(control.not_overfitting)))})."
+        )
+    majority, tied = sequence.majority_regime(), sequence.tied()
+    harmful = (majority == theory.HARMFUL) & ~tied
+    if harmful.any():
+        means = np.nanmean(sequence.final["position_accuracy"][harmful], axis=(0, 1))
+        lines.append(
+            f"- **Along the sequence** (sequence-level noise, the {int(harmful.sum())} harmful cells): test accuracy "
+            f"falls from {means[0]:.3f} at the first prediction to {means[-1]:.3f} at the last, monotonically: "
+            f"{bool(np.all(np.diff(means) <= 0))}."
+        )
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=10, help="seeds per cell on the paper grid")
     parser.add_argument("--limit-seeds", type=int, default=10, help="seeds per cell of the limit's 10 × 10 subgrid")
+    parser.add_argument("--wide-seeds", type=int, default=8, help="seeds per cell of the wide d grid")
     parser.add_argument("--quick", action="store_true", help="6 × 6 subgrid, 2 seeds, print only")
     args = parser.parse_args()
     where = machine()  # now: the commit of the code this process imported
@@ -144,7 +246,12 @@ def main() -> None:
     for (label, _), (result, _) in zip(MODELS[1:], results[1:], strict=True):
         name = "causal_" + label.split(", ")[1].split("-")[0] + ".png"
         plot.phase_diagram(result, theory=True).savefig(os.path.join(out, name), dpi=110)
+    position_figure(results, out)
     limits, limit_ratio, limit_walls = limit_rows(small, small_seeds)
+    wide = {name: values[::5] for name, values in WIDE_GRID.items()} if args.quick else WIDE_GRID
+    wide_seeds = 2 if args.quick else args.wide_seeds
+    horizons = (100,) if args.quick else HORIZONS
+    wide_fits, wide_boundaries, measured_by = wide_rows(wide, wide_seeds, horizons)
     shape = f"{len(grid['d'])} d × {len(grid['signal_norm'])} ‖μ‖ × {seeds} seeds"
     small_shape = f"{len(small['d'])} d × {len(small['signal_norm'])} ‖μ‖ × {small_seeds} seeds"
     ratio = results[1][1] / results[0][1]
@@ -156,6 +263,10 @@ def main() -> None:
         models="\n".join(model_rows(results)),
         positions="\n".join(position_rows(results)),
         limits="\n".join(limits),
+        findings="\n".join(findings(results, measured_by)),
+        wide_shape=f"{len(wide['d'])} d × {len(wide['signal_norm'])} ‖μ‖ × {wide_seeds} seeds",
+        wide_fits="\n".join(wide_fits),
+        wide_boundaries="\n".join(wide_boundaries),
     )
     bench = BENCHMARK.format(
         machine=where,
@@ -184,7 +295,7 @@ PAGE = """# The causal model: token selection after every prefix (`scripts/causa
 Machine: {machine}.
 
 The paper analyses one prediction per sequence; its third named limit is the autoregressive setting. jaxbo's
-causal model (`Config(model="causal")`, docs/model.md §9) keeps the paper's data, W = I and fixed head ν, and
+causal model (`Config(model="causal")`, docs/model.md §8) keeps the paper's data, W = I and fixed head ν, and
 puts one query p under a causal mask: after every prefix τ = τ₀ … T that holds a token of each role (τ₀ = 3 for
 the default layout, so 6 predictions for T = 8) it reads f_τ = νᵀ Σ_{{t≤τ}} s_{{τ,t}} x_t, with s_{{τ,·}} the
 softmax of x_tᵀp over the prefix, and p is trained from 0 by gradient descent on the mean logistic loss over
@@ -198,6 +309,12 @@ targets one token selection fits together (a running maximum over the prefix: th
 only where a new token is a record), by an exact dynamic programme; soft attention can fit no more. Targets
 beyond that are reported apart (the "unattainable" column), not counted against the run.
 
+## What the runs say
+
+Computed from the tables below (1000 steps on the paper's grid unless a line says otherwise):
+
+{findings}
+
 ## The paper's grid
 
 {shape}, the same key and seeds for the three models; boundaries located and fitted as in docs/theory.md
@@ -207,8 +324,11 @@ compile included.
 
 {models}
 
-Figures: `docs/causal_sequence.png`, `docs/causal_token.png` (the phase diagrams, theory overlay as for the
-paper's model).
+Phase diagrams (theory overlay as for the paper's model):
+
+![sequence-level noise](causal_sequence.png)
+
+![token-level noise](causal_token.png)
 
 ## Test accuracy along the sequence
 
@@ -218,11 +338,24 @@ accumulate).
 
 {positions}
 
+![test accuracy along the sequence](causal_positions.png)
+
+## The wide grid: boundaries and exponents
+
+The reduced engines run any d at one cost, so the boundaries' growth with d is read where it can be: d =
+10²…10⁶ and ‖μ‖ = 1…3000, geometric ({wide_shape}), at two horizons, boundaries and fits as in docs/theory.md.
+
+{wide_fits}
+
+Boundaries at each d (harmful / not overfitting, ‖μ‖; nan where the column has no such switch):
+
+{wide_boundaries}
+
 ## The t → ∞ limit
 
 The causal attention SVM of each run's running selection α̂_{{i,τ}} (every prefix's selection beats the
 prefix's other tokens by a margin of 1; equivalently one constraint per token, n(T − 1) in all: docs/model.md
-§9), certified per constraint with the target of the prefix where it binds. With one selection for every
+§8), certified per constraint with the target of the prefix where it binds. With one selection for every
 prefix and sequence-level noise it is the paper model's limit exactly (tested). On {small_shape}:
 
 {limits}

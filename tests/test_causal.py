@@ -148,9 +148,10 @@ def test_auto_picks_the_reduced_engine_and_bad_input_is_refused_naming_the_field
         jaxbo.sweep({"d": [60]}, config=CAUSAL.replace(normaliser="sigmoid"), limit=True, progress=False)
 
 
-def test_a_sweep_reads_regimes_per_position_and_fits_no_more_than_any_selection_can():
+def test_a_sweep_reads_regimes_per_position_and_fits_no_more_than_any_selection_can(tmp_path):
     config = CAUSAL.replace(target_noise="token", steps=300, log_every=300, lr=0.5)
-    result = jaxbo.sweep({"d": [40, 400], "signal_norm": [1.0, 8.0]}, seeds=3, config=config, progress=False)
+    grid = {"d": [40, 400], "signal_norm": [1.0, 8.0]}
+    result = jaxbo.sweep(grid, seeds=3, config=config, progress=False)
     final = result.final
     assert final["position_accuracy"].shape == (2, 2, 3, causal_model.positions(config))
     assert np.all(final["attainable_fit"] <= 1.0)  # soft attention fits no target a selection cannot
@@ -161,6 +162,12 @@ def test_a_sweep_reads_regimes_per_position_and_fits_no_more_than_any_selection_
     assert set(np.unique(result.regime)) <= {0, 1, 2}
     assert result.metadata["engine"] == "causal_reduced"
     assert "causal attention model" in jaxbo.plot.model_name(result.config)
+    jaxbo.plot.phase_diagram(result)  # draws from the regimes the result reads
+    store = tmp_path / "store"
+    first = jaxbo.sweep(grid, seeds=3, config=config, progress=False, checkpoint=store)
+    resumed = jaxbo.sweep(grid, seeds=3, config=config, progress=False, checkpoint=store)
+    assert first.metadata["checkpoint"]["chunks_loaded"] == 0 < resumed.metadata["checkpoint"]["chunks_loaded"]
+    np.testing.assert_array_equal(resumed.final["position_accuracy"], result.final["position_accuracy"])
 
 
 def test_the_command_line_runs_it(tmp_path, capsys):
@@ -170,6 +177,10 @@ def test_the_command_line_runs_it(tmp_path, capsys):
     assert cli.main([*arguments, "--out", str(out), "--quiet"]) == 0
     loaded = jaxbo.load(out / "phase_diagram")
     assert loaded.config.target_noise == "token" and "position_accuracy" in loaded.final
+    run = ["run", "--set", "model=causal", "--set", "n_train=6", "--set", "T=5", "--set", "d=40", "--set", "steps=40"]
+    assert cli.main([*run, "--set", "log_every=20", "--out", str(tmp_path / "one"), "--limit"]) == 0
+    printed = capsys.readouterr().out
+    assert "test acc by position" in printed and "t → ∞ limit" in printed
 
 
 def limit_inputs(config, p):

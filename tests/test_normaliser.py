@@ -73,6 +73,25 @@ def test_reduced_engine_runs_sigmoid_attention_exactly_on_a_primal_data_set():
     assert abs(float(np.sum(in_r_d.attention_clean[-1])) - 1.0) > 1e-3
 
 
+@pytest.mark.slow
+def test_on_paper_cells_the_reduced_engine_runs_sigmoid_attention_run_by_run_as_the_primal_engine():
+    # The paper's sizes (n = 20, T = 8, 1000 steps, 1000 test samples) at cells spanning its grid, each on one
+    # primal data set and its exact reduction: every run's discrete metrics equal, the continuous ones to float32.
+    width = 2 + 20 * 8
+    for index, (d, signal_norm) in enumerate([(250, 5.0), (250, 80.0), (1000, 20.0), (2500, 5.0), (2500, 100.0)]):
+        config = jaxbo.Config(d=d, signal_norm=signal_norm, normaliser="sigmoid", log_every=250)
+        (primal_train, primal_test), (reduced_train, reduced_test) = exact_reduction(config, jax.random.key(index))
+        _, in_r_d, _ = _descent(config, model.init_params(jax.random.key(0), config), primal_train, primal_test, False)
+        small = model.init_params(jax.random.key(0), config, width)
+        _, reduced, _ = _descent(config, small, reduced_train, reduced_test, True)
+        for name in ("train_accuracy", "noisy_fit", "clean_accuracy"):
+            np.testing.assert_array_equal(getattr(reduced, name), getattr(in_r_d, name), err_msg=f"{name} at {d}")
+        for name in ("test_accuracy", "train_loss", "test_loss", "p_norm", "cos_mu1", "attention_clean"):
+            np.testing.assert_allclose(
+                getattr(reduced, name), getattr(in_r_d, name), rtol=5e-4, atol=2e-3, err_msg=f"{name} at {d}"
+            )
+
+
 def test_kernel_engine_runs_sigmoid_attention_as_the_primal_descent():
     config = SIGMOID.replace(attention="trained", signal_norm=8.0)
     train_key, test_key, weights_key = data.run_keys(jax.random.key(3))
