@@ -66,6 +66,12 @@ def fitted(fits: dict, name: str) -> str:
     return f"{fit['slope']:.2f} [{low:.2f}, {high:.2f}] over {fit['points']} d"
 
 
+def has_benign(result: jaxbo.SweepResult) -> bool:
+    """Whether any cell's majority is benign: every boundary is a switch to or from benign, so without such a
+    cell ``analysis.boundaries`` has nothing to locate (it would read a switch between two absent regimes)."""
+    return bool(result.regime_counts()["benign"])
+
+
 def boundary_means(measured) -> tuple[float, float]:
     """Geometric means over d of the harmful and not-overfitting boundaries (NaN where none is found)."""
     means = []
@@ -90,14 +96,19 @@ LIMIT_HEADER = (
 def model_rows(results: list) -> list[str]:
     rows = [MODEL_HEADER]
     for (label, _), (result, seconds) in zip(MODELS, results, strict=True):
-        measured = analysis.boundaries(result)
-        fits = analysis.fit_boundaries(measured)
-        harmful, not_overfitting = boundary_means(measured)
         unattainable = np.nanmean(result.final["unattainable"]) if "unattainable" in result.final else 0.0
+        if has_benign(result):
+            measured = analysis.boundaries(result)
+            fits = analysis.fit_boundaries(measured)
+            harmful, not_overfitting = boundary_means(measured)
+            located = (
+                f"{harmful:.1f} | {fitted(fits, 'harmful')} | {not_overfitting:.1f} | {fitted(fits, 'not_overfitting')}"
+            )
+        else:
+            located = " | ".join(["— (no benign cell)"] * 4)
         rows.append(
-            f"| {label} | {counts(result)} | {harmful:.1f} | {fitted(fits, 'harmful')} | {not_overfitting:.1f} "
-            f"| {fitted(fits, 'not_overfitting')} | {np.nanmean(result.final['noisy_fit']):.3f} | {unattainable:.4f} "
-            f"| {seconds:.1f} s ({result.metadata['engine']}) |"
+            f"| {label} | {counts(result)} | {located} | {np.nanmean(result.final['noisy_fit']):.3f} "
+            f"| {unattainable:.4f} | {seconds:.1f} s ({result.metadata['engine']}) |"
         )
     return rows
 
@@ -151,10 +162,11 @@ def limit_rows(grid: dict, seeds: int) -> tuple[list[str], float, list]:
         result, seconds = timed_sweep(grid, config, seeds, limit=True)
         walls.append(seconds)
         settled = float(np.mean(result.settled_fraction()))
-        accuracy = float(np.nanmean(result.limit_mean("limit_test_accuracy")))
+        means = result.limit_mean("limit_test_accuracy")
+        accuracy = f"{np.nanmean(means):.3f}" if np.isfinite(means).any() else "— (none settled)"
         rows.append(
-            f"| {label} | {counts(result)} | {counts(result, limit=True)} | {settled:.0%} | "
-            f"{np.nanmean(result.final['test_accuracy']):.3f} | {accuracy:.3f} | {seconds:.1f} s |"
+            f"| {label} | {counts(result)} | {counts(result, limit=True)} | {settled:.1%} | "
+            f"{np.nanmean(result.final['test_accuracy']):.3f} | {accuracy} | {seconds:.1f} s |"
         )
     return rows, walls[1] / walls[0], walls
 
@@ -174,7 +186,7 @@ def wide_rows(grid: dict, seeds: int, horizons: tuple[int, ...]) -> tuple[list[s
             config = config.replace(steps=steps, log_every=steps)
             result, seconds = timed_sweep(grid, config, seeds)
             measured = analysis.boundaries(result)
-            fits = analysis.fit_boundaries(measured)
+            fits = analysis.fit_boundaries(measured) if has_benign(result) else {}
             measured_by[(label, steps)] = (measured, result)
             attainable = (
                 f"{np.nanmean(result.final['attainable_fit']):.3f}" if "attainable_fit" in result.final else "—"
@@ -184,7 +196,8 @@ def wide_rows(grid: dict, seeds: int, horizons: tuple[int, ...]) -> tuple[list[s
                 f"| {counts(result)} | {np.nanmean(result.final['noisy_fit']):.3f} | {attainable} | {seconds:.1f} s |"
             )
             cells = " | ".join(
-                f"{h:.1f} / {n:.1f}" for h, n in zip(measured.harmful, measured.not_overfitting, strict=True)
+                f"{h:.1f} / {n:.1f}" if has_benign(result) else "—"
+                for h, n in zip(measured.harmful, measured.not_overfitting, strict=True)
             )
             per_d.append(f"| {label} | {steps:,} | {cells} |")
     return fits_table, per_d, measured_by
@@ -211,12 +224,14 @@ def findings(results: list, measured_by: dict) -> list[str]:
         f"{token.config.steps:,} steps."
     )
     for steps in sorted({steps for _, steps in measured_by}):
-        measured, _ = measured_by[("causal, token-level noise", steps)]
-        found = int(np.sum(np.isfinite(measured.not_overfitting)))
-        control, _ = measured_by[("causal, sequence-level noise", steps)]
+        _, wide_token = measured_by[("causal, token-level noise", steps)]
+        control, wide_sequence = measured_by[("causal, sequence-level noise", steps)]
+        shares = [np.mean(result.majority_regime() == theory.NOT_OVERFITTING) for result in (wide_token, wide_sequence)]
         lines.append(
-            f"  On the wide grid at {steps:,} steps its not-overfitting boundary is found at {found} of "
-            f"{len(measured.d)} d (sequence-level noise: {int(np.sum(np.isfinite(control.not_overfitting)))})."
+            f"  On the wide grid (d up to 10⁶) at {steps:,} steps, {shares[0]:.0%} of its cells do not overfit "
+            f"(sequence-level noise: {shares[1]:.0%}, with a not-overfitting boundary at "
+            f"{int(np.sum(np.isfinite(control.not_overfitting)))} of {len(control.d)} d)"
+            + ("; with no benign cell it has no boundary to locate." if not has_benign(wide_token) else ".")
         )
     majority, tied = sequence.majority_regime(), sequence.tied()
     harmful = (majority == theory.HARMFUL) & ~tied

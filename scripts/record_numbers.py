@@ -3,7 +3,8 @@
     python scripts/record_numbers.py            # writes tests/data/numbers.npz (+ .json: how it was made)
 
 Every engine and model is covered: primal, reduced, kernel and reduced kernel; W = I, fixed and trained W (a
-uniform and a Gaussian W₀); the softmax and the sigmoid φ; the analytic and
+uniform and a Gaussian W₀); the softmax and the sigmoid φ; the causal model (both engines, both noises); the
+analytic and
 the autodiff gradient; a custom optimizer; the encoder; the variants (heads, a trained head, a random start);
 histories on and off; single runs (``simulate``) and sweeps (padded d buckets, several groups, paired). Each
 at tiny sizes and again at the paper's n = 20, T = 8, where reductions are long enough for a reordered sum
@@ -37,6 +38,7 @@ ENCODER = SMALL.replace(model="encoder", mlp_width=16, d=12, n_train=6, T=4, n_t
 #: The paper's n = 20, T = 8 and n_test = 1000, fewer steps: the reduction lengths of real runs.
 PAPER = jaxbo.Config(d=300, steps=200, log_every=50)
 GAUSSIAN = SMALL.replace(attention="trained", weight_init="gaussian")
+CAUSAL = SMALL.replace(model="causal")
 
 #: name → (config, engine) of one ``simulate(..., limit=True)`` call: the t → ∞ limit of each engine that has one.
 LIMITS = {
@@ -45,6 +47,8 @@ LIMITS = {
     "limit_kernel_fixed": (SMALL.replace(attention="fixed"), "kernel"),
     "limit_reduced_kernel_fixed": (GAUSSIAN.replace(attention="fixed"), "reduced_kernel"),
     "limit_paper_reduced": (PAPER.replace(d=4500, signal_norm=5.0), "reduced"),
+    "limit_causal_reduced": (CAUSAL.replace(target_noise="token"), "causal_reduced"),
+    "limit_causal": (CAUSAL, "causal"),
 }
 #: name → (config, engine, optimizer) of one ``simulate`` call with histories.
 RUNS = {
@@ -77,6 +81,10 @@ RUNS = {
         None,
     ),
     "paper_reduced_heads": (PAPER.replace(d=2000, heads=2, query_init_std=0.02, train_head=True), "reduced", None),
+    "causal_sequence": (CAUSAL, "causal", None),
+    "causal_reduced_token": (CAUSAL.replace(target_noise="token"), "causal_reduced", None),
+    "causal_autodiff_sigmoid": (CAUSAL.replace(gradient="autodiff", normaliser="sigmoid"), "causal", None),
+    "paper_causal_reduced_token": (PAPER.replace(model="causal", d=2000, target_noise="token"), "causal_reduced", None),
 }
 #: name → (grid, config, engine, histories) of one ``sweep`` call (2 seeds, key 3).
 SWEEPS = {
@@ -93,6 +101,7 @@ SWEEPS = {
     "sweep_sigmoid": ({"d": [40, 400], "signal_norm": [2.0, 20.0]}, SMALL.replace(normaliser="sigmoid"), "auto", False),
     "sweep_encoder": ({"d": [12, 16], "signal_norm": [3.0]}, ENCODER, "auto", False),
     "sweep_paper": ({"d": [250, 4500], "signal_norm": [5.0, 20.0, 80.0]}, PAPER, "auto", False),
+    "sweep_causal": ({"d": [40, 400], "signal_norm": [2.0, 20.0]}, CAUSAL.replace(target_noise="token"), "auto", False),
 }
 #: name → (grid, config) of one paired sweep (2 seeds, key 3; the reduced engine's shared step).
 PAIRED = {"paired_paper": ({"d": [250, 2000], "signal_norm": [5.0, 20.0, 80.0]}, PAPER)}
