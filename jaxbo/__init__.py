@@ -27,13 +27,14 @@ from jaxbo.data import Dataset
 from jaxbo.deprecation import moved_module
 from jaxbo.devices import use_cpu_cores
 from jaxbo.encoder_model import EncoderParams
-from jaxbo.metrics import Metrics
+from jaxbo.metrics import CausalMetrics, Metrics
 from jaxbo.model import Params, forward
 from jaxbo.results import SweepResult, load, merge
 from jaxbo.sweep import sweep
 from jaxbo.train import Run, make_run, simulate
 
 __all__ = [
+    "CausalMetrics",
     "Config",
     "Dataset",
     "EncoderParams",
