@@ -16,8 +16,8 @@ import jax.numpy as jnp
 from jaxbo import causal_model
 from jaxbo import limit as limit_lib
 from jaxbo.config import Config
-from jaxbo.data import Dataset, projected_basis, sample_test_projected
-from jaxbo.evaluation import LIMIT_TEST_STREAM
+from jaxbo.data import Dataset, sample_test_projected
+from jaxbo.evaluation import limit_test_draw
 from jaxbo.loss import logistic_loss
 from jaxbo.metrics import (
     CausalMetrics,
@@ -140,7 +140,7 @@ def causal_limit(
     per token, n(T − 1) in all, as the paper model's), its dual solved in Gram coordinates (``limit.solve_dual``),
     and Tarzanagh et al.'s certificate read per constraint with the target of the prefix where it binds: a
     support token must score below its winner in ỹ_{i,τ}νᵀx. Test metrics: hard selection by p_mm at every
-    prefix, on the run's test draw extended along p_mm as ``evaluation.attention_limit`` does.
+    prefix, on the run's test draw extended along p_mm (``evaluation.limit_test_draw``, as the paper model's).
     """
     tokens, targets = train_set.tokens, train_set.labels
     n, T = tokens.shape[:2]
@@ -152,13 +152,8 @@ def causal_limit(
     def test_logits(q_mm, query):
         if test_set is not None:
             return test_set, jnp.einsum("ntd,d->nt", test_set.tokens, q_mm, precision=PRECISION), head_params.nu
-        projected, _, head = sample_test_projected(keys.test, config, query, head_params.nu)
-        basis = projected_basis(query, head_params.nu)
-        along = jax.random.normal(jax.random.fold_in(keys.test, LIMIT_TEST_STREAM), (*projected.labels.shape, T))
-        inside = jnp.matmul(q_mm, basis, precision=PRECISION)
-        outside = jnp.linalg.norm(q_mm - jnp.matmul(basis, inside, precision=PRECISION))
-        logits = jnp.einsum("ntk,k->nt", projected.tokens, inside, precision=PRECISION) + config.sigma * outside * along
-        return projected, logits, head
+        projected, head, logits_of = limit_test_draw(keys, config, query, head_params.nu)
+        return projected, logits_of(q_mm), head
 
     def limit(values) -> limit_lib.CausalLimit:
         p = view(values).p

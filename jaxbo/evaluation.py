@@ -110,6 +110,29 @@ def attention_evaluate(
     return evaluate
 
 
+def limit_test_draw(keys, config: Config, query: jax.Array, head: jax.Array) -> tuple[Dataset, jax.Array, Callable]:
+    """The limit's test samples where a run drew no full test set: the engine's exact projected draw at the
+    horizon's query (``data.sample_test_projected``, the numbers its finite-horizon test metrics see), with one
+    more coordinate along the part of q_mm outside that draw's span, whose noise is an independent N(0, σ²).
+
+    Returns:
+      (test set, tokens (n_test, T, 4); the head in those coordinates, (4,); ``q_mm -> (n_test, T)`` test logits
+      x_tᵀq_mm for a q_mm (width,) of the run's coordinates).
+    """
+    projected, _, projected_head = sample_test_projected(keys.test, config, query, head)
+    basis = projected_basis(query, head)
+    along_key = jax.random.fold_in(keys.test, LIMIT_TEST_STREAM)
+    along = jax.random.normal(along_key, (*projected.labels.shape, config.T))
+
+    def logits_of(q_mm):
+        inside = jnp.matmul(q_mm, basis, precision=PRECISION)  # Bᵀq_mm, (4,)
+        outside = jnp.linalg.norm(q_mm - jnp.matmul(basis, inside, precision=PRECISION))
+        drawn = jnp.einsum("ntk,k->nt", projected.tokens, inside, precision=PRECISION)
+        return drawn + config.sigma * outside * along
+
+    return projected, projected_head, logits_of
+
+
 def attention_limit(
     config: Config,
     keys,
@@ -147,18 +170,8 @@ def attention_limit(
 
             labels = test_set.labels
         else:
-            projected, _, head = sample_test_projected(keys.test, config, query, head_params.nu)
-            basis = projected_basis(query, head_params.nu)
-            along_key = jax.random.fold_in(keys.test, LIMIT_TEST_STREAM)
-            along = jax.random.normal(along_key, (*projected.labels.shape, config.T))
+            projected, head, logits_of = limit_test_draw(keys, config, query, head_params.nu)
             gamma = jnp.einsum("ntk,k->nt", projected.tokens, head, precision=PRECISION)
-
-            def logits_of(q_mm):
-                inside = jnp.matmul(q_mm, basis, precision=PRECISION)  # Bᵀq_mm, (4,)
-                outside = jnp.linalg.norm(q_mm - jnp.matmul(basis, inside, precision=PRECISION))
-                drawn = jnp.einsum("ntk,k->nt", projected.tokens, inside, precision=PRECISION)
-                return drawn + config.sigma * outside * along
-
             labels = projected.labels
         return limit_lib.limit_of(
             rows, params.p, query, train_set, train_gamma, logits_of, gamma, labels, None if W is None else to_query
