@@ -31,6 +31,7 @@ import numpy as np
 
 from jaxbo.config import Config
 from jaxbo.data import Dataset
+from jaxbo.limit import others
 from jaxbo.loss import logistic_derivative, logistic_loss
 from jaxbo.model import NORMALISERS, PRECISION, Params, normalise, scores_along
 
@@ -50,8 +51,12 @@ def positions(config: Config) -> int:
 
 def prefix_mask(config: Config) -> np.ndarray:
     """(P, T) bool: row k holds the tokens of prefix τ = τ₀ + k, t < τ (0-indexed t)."""
-    start = prediction_start(config.layout)
-    return np.arange(config.T)[None, :] < (start + np.arange(positions(config)))[:, None]
+    return prefixes(config.T, prediction_start(config.layout))
+
+
+def prefixes(T: int, start: int) -> np.ndarray:
+    """``prefix_mask`` for T tokens and τ₀ = ``start``: (T − start + 1, T) bool."""
+    return np.arange(T)[None, :] < (start + np.arange(T - start + 1))[:, None]
 
 
 def causal_attention(logits: jax.Array, mask: np.ndarray, normaliser: str = "softmax") -> jax.Array:
@@ -176,8 +181,7 @@ def attainable(targets: jax.Array, gamma: jax.Array, start: int) -> jax.Array:
 
 def attainable_each(targets: jax.Array, gamma: jax.Array, start: int) -> jax.Array:
     """Whether each target alone can be fitted, (n, P) bool: some token of its prefix scores with its sign."""
-    count = targets.shape[-1]
-    mask = np.arange(gamma.shape[-1])[None, :] < (start + np.arange(count))[:, None]  # (P, T)
+    mask = prefixes(gamma.shape[-1], start)  # (P, T)
     agrees = targets[..., None] * gamma[..., None, :] > 0  # (n, P, T)
     return jnp.any(agrees & mask, axis=-1)
 
@@ -204,9 +208,7 @@ def limit_constraints(selection: jax.Array, start: int) -> tuple[jax.Array, jax.
     """
     count = selection.shape[-1]
     T = start + count - 1
-    final = selection[:, -1]
-    base = jnp.arange(T - 1)
-    losers = base[None, :] + (base[None, :] >= final[:, None])  # (n, T − 1), the tokens t ≠ α̂_{i,T}
+    losers = others(selection[:, -1], T)  # (n, T − 1), the tokens t ≠ α̂_{i,T}
     arrival = jnp.maximum(losers + 1 - start, 0)  # the first position whose prefix holds t
     k = jnp.arange(count)
     later = (k[None, None, :] >= arrival[..., None]) & (selection[:, None, :] != losers[..., None])  # (n, T−1, P)
